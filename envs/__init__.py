@@ -1,0 +1,1 @@
+"""Multi-turn environments (tool use, search-style QA, gated multi-step tasks) register here."""

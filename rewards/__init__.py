@@ -1,0 +1,1 @@
+"""Built-in reward functions. Each is a plain function with the keyword contract in docs/rewards.md."""
