@@ -1,0 +1,28 @@
+"""The `algorithm` section of a recipe: which estimator and loss, and the shared loss terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class AlgorithmOptions:
+    """Advantage estimator, policy loss and the regularisers added to it."""
+
+    advantage: str = "grpo"
+    """Advantage estimator name (registry `advantages`)."""
+    advantage_options: dict[str, Any] = field(default_factory=dict)
+    """Hyperparameters of the advantage estimator; each estimator declares its own (see docs/algorithms.md)."""
+    loss: str = "grpo"
+    """Policy loss name (registry `losses`)."""
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    """Hyperparameters of the policy loss; each loss declares its own (e.g. grpo: clip_ratio_low/high, clip_ratio_c)."""
+    loss_agg_mode: str = "token-mean"
+    """How per-token losses become one number: token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm (Dr.GRPO)."""
+    entropy_coeff: float = 0.0
+    """Weight of the entropy bonus (subtracted from the loss); 0 turns it off."""
+    kl_coef: float = 0.0
+    """Weight of the KL-to-reference loss; 0 turns it off and no reference model is kept."""
+    kl_type: str = "low_var_kl"
+    """KL estimator: k1 | k2 | low_var_kl (k3) | abs, with a '+' suffix for straight-through (k2 gradient)."""
