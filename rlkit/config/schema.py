@@ -1,0 +1,174 @@
+"""The configuration schema: every field defined once, here or in its component, with a docstring.
+
+Sections owned by a component (sampling and engine options, learner options, the algorithm
+and reward-function spec) are imported from that component, so a knob lives next to the code
+that reads it. Recipes in recipes/ only override these defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rlkit.algorithms.options import AlgorithmOptions
+from rlkit.learner.options import LearnerOptions
+from rlkit.reward.loader import RewardFnSpec
+from rlkit.rollout.engine import EngineOptions, SamplingOptions
+
+
+@dataclass
+class RunConfig:
+    """Identity of the run and where it writes."""
+
+    name: str = "rlkit"
+    """Run name: the W&B run name and the default output folder name."""
+    output_dir: str = "runs/${run.name}"
+    """Folder for the resolved config, metrics.jsonl, checkpoints, plots and the final model."""
+    seed: int = 0
+    """Seed for data order, sampling and initialisation."""
+    steps: int = 10
+    """Number of learner steps (each one batch of `rollout.prompts_per_step` prompt groups)."""
+    checkpoint_every: int = 0
+    """Save a resumable checkpoint every this many steps; 0 = only at the end."""
+    save_final_model: bool = True
+    """Write the trained model with save_pretrained (safetensors) to `<output_dir>/final/`."""
+
+
+@dataclass
+class ModelConfig:
+    """The policy model: every stage loads the same folder."""
+
+    path: str = "tiny"
+    """A folder saved with save_pretrained, or a built-in name: `tiny` (test model built from a config) or `smollm2-135m-instruct`."""
+
+
+@dataclass
+class DataConfig:
+    """Prompts and their ground truth, from local jsonl or parquet files."""
+
+    train_path: str = "data/arithmetic/train.jsonl"
+    """Training prompts (.jsonl, .json or .parquet), relative to the working directory."""
+    eval_path: str | None = "data/arithmetic/test.jsonl"
+    """Held-out prompts for greedy evaluation; null disables evaluation."""
+    prompt_key: str = "prompt"
+    """Column with the user message (a string) or a chat (a list of {role, content})."""
+    answer_key: str | None = "answer"
+    """Column with the ground truth passed to the reward function; null if the task has none."""
+    data_source_key: str | None = None
+    """Column naming each row's task, passed to the reward function as `data_source`."""
+    system_prompt: str | None = None
+    """System message put before every prompt; null for none."""
+    max_prompt_tokens: int = 256
+    """Longest prompt allowed after the chat template; a longer row is an error naming the row."""
+    shuffle: bool = True
+    """Shuffle training prompts each epoch (seeded by run.seed)."""
+
+
+@dataclass
+class RolloutConfig:
+    """Generation: which engine, how many samples, how."""
+
+    engine: str = "hf"
+    """Generation engine: `vllm` (vLLM; its CPU build on CPU machines) or `hf` (transformers generate)."""
+    num_workers: int = 1
+    """RolloutWorker actors (engine replicas)."""
+    n: int = 4
+    """Samples per prompt: the group size of group-relative methods."""
+    prompts_per_step: int = 8
+    """Prompt groups in each training batch (batch = prompts_per_step × n samples)."""
+    prompts_per_request: int = 8
+    """Prompts a worker pulls from the store and generates in one engine call."""
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    """Sampling for training rollouts."""
+    engine_options: EngineOptions = field(default_factory=EngineOptions)
+    """Engine set-up (dtype, KV cache, threads)."""
+    cpus_per_worker: float = 1.0
+    """Ray CPUs reserved per rollout worker."""
+    gpus_per_worker: float = 0.0
+    """Ray GPUs per rollout worker (set 1 on GPU clusters)."""
+
+
+@dataclass
+class RewardConfig:
+    """Scoring: which function, and how it is isolated."""
+
+    fn: RewardFnSpec = field(default_factory=lambda: RewardFnSpec(module="rewards.math_answer:score"))
+    """The reward function: `{path: my_rewards.py, name: score}` or `{module: pkg.mod:fn}`."""
+    timeout_s: float = 10.0
+    """Per-sample time limit; a function still running is killed and the sample marked `timeout`."""
+    processes_per_worker: int = 1
+    """Scoring processes in each RewardWorker."""
+    num_workers: int = 1
+    """RewardWorker actors."""
+    cpus_per_worker: float = 0.5
+    """Ray CPUs reserved per reward worker."""
+
+
+@dataclass
+class SyncConfig:
+    """Weight flow from learner to rollout, and how stale samples may be."""
+
+    max_staleness: int = 0
+    """k: every sample in a step comes from weights at most k versions old; 0 = on-policy (sync mode)."""
+    timeout_s: float = 300.0
+    """Longest a weight sync may take before the run fails loudly."""
+    dtype: str = "auto"
+    """Dtype the weights travel in: auto (the engine's dtype), float32 or bfloat16."""
+
+
+@dataclass
+class EvalConfig:
+    """Greedy held-out accuracy, before and after training (and every `every` steps)."""
+
+    num_prompts: int = 100
+    """Held-out prompts to evaluate (the first N rows of data.eval_path)."""
+    every: int = 0
+    """Evaluate every this many steps; 0 = only before and after training."""
+    before: bool = True
+    """Evaluate the initial model before the first step."""
+    max_new_tokens: int = 0
+    """Token budget for eval answers; 0 = rollout.sampling.max_new_tokens."""
+
+
+@dataclass
+class LoggingConfig:
+    """What people watch: progress bar, W&B, plots."""
+
+    wandb: bool = True
+    """Log to Weights & Biases: online with WANDB_API_KEY, else offline (sync later with `wandb sync`)."""
+    wandb_project: str = "rlkit"
+    """W&B project."""
+    wandb_group: str | None = None
+    """W&B group, to compare runs (e.g. loss variants) side by side."""
+    wandb_tags: list[str] = field(default_factory=list)
+    """W&B tags."""
+    progress_bar: bool = True
+    """Show a progress bar with step, reward, samples/s and ETA."""
+    plots: bool = True
+    """Write plots.png (reward, response length, entropy curves) to the run folder at the end."""
+
+
+@dataclass
+class RayConfig:
+    """Where the actors run."""
+
+    address: str | None = None
+    """Cluster to join (`auto` inside `ray job submit`); null starts a private local one."""
+    num_cpus: int | None = None
+    """CPUs for a private local cluster; null = what the machine has (at least 4 logical)."""
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmOptions = field(default_factory=AlgorithmOptions)
+    learner: LearnerOptions = field(default_factory=LearnerOptions)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)

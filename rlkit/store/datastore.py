@@ -1,0 +1,148 @@
+"""The DataStore Ray actor: a StoreIndex behind an asyncio condition.
+
+Producers hand their values to `put`/`set_field`; the store actor `ray.put`s them itself, so
+it owns every object and a producer that dies loses nothing (Ray 2.56 removed `ray.put`'s
+`_owner` argument, which would have let producers put on the store's behalf). Samples are
+small; weights do not pass through here — only a reference to them. Consumers block on a condition until what they asked for is ready — no polling.
+Weights published by the learner are announced here too, so rollout workers can pick them
+up between requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import ray
+
+from rlkit.store.index import StoreIndex
+
+
+class StoreClosed(RuntimeError):
+    """The store was shut down while a consumer waited."""
+
+
+@ray.remote(num_cpus=0)
+class DataStore:
+    """Index of sample fields in Ray's object store, plus the weight notice board."""
+
+    def __init__(self) -> None:
+        self._index = StoreIndex()
+        self._changed = asyncio.Condition()
+        self._closed = False
+        self._weights: tuple[int, list[Any]] | None = None  # (version, [ref])
+        self._engine_versions: dict[str, int] = {}
+        self._counters: dict[str, float] = {}
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def put(self, entries: list[dict[str, Any]]) -> list[int]:
+        """Add entries: each {"group", "group_size", "version", "fields": {name: value}}."""
+        ids = [
+            self._index.add(
+                e.get("group"), int(e.get("group_size", 1)), int(e.get("version", 0)),
+                {name: ray.put(value) for name, value in e["fields"].items()},
+            )
+            for e in entries
+        ]
+        await self._notify()
+        return ids
+
+    async def set_field(self, entry_ids: list[int], name: str, values: list[Any]) -> int:
+        """Add field `name` (one value per entry) to existing entries; returns how many still existed."""
+        written = sum(self._index.set_field(i, name, ray.put(v)) for i, v in zip(entry_ids, values))
+        await self._notify()
+        return written
+
+    async def get(
+        self,
+        task: str,
+        fields: list[str],
+        limit: int,
+        *,
+        min_items: int | None = None,
+        whole_groups: bool = False,
+        min_version: int | None = None,
+        clear: bool = False,
+        timeout_s: float | None = None,
+    ) -> list[tuple[int, dict[str, Any]]] | None:
+        """Wait until `min_items` (default `limit`) entries or groups are ready, then take up to `limit`.
+
+        Returns [] on timeout and None once the store is closed (the consumer should stop).
+        """
+        wanted = limit if min_items is None else min_items
+        key = tuple(fields)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+        def ready() -> bool:
+            return self._closed or self._index.count_ready(task, key, whole_groups=whole_groups, min_version=min_version) >= wanted
+
+        async with self._changed:
+            while not ready():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return []
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    return []
+        if self._closed:
+            return None
+        return self._index.take(task, key, limit, whole_groups=whole_groups, min_version=min_version, clear=clear)
+
+    async def publish_weights(self, version: int, weights: list[Any]) -> None:
+        """Announce new weights ([ref] to a state dict) as policy `version`."""
+        self._weights = (version, weights)
+        await self._notify()
+
+    async def latest_weights(self, newer_than: int) -> tuple[int, list[Any]] | None:
+        """The newest weights if their version is above `newer_than`, else None."""
+        if self._weights is not None and self._weights[0] > newer_than:
+            return self._weights
+        return None
+
+    async def report_engine_version(self, worker: str, version: int) -> None:
+        self._engine_versions[worker] = version
+        await self._notify()
+
+    async def wait_engines(self, version: int, workers: list[str], timeout_s: float) -> dict[str, int]:
+        """Block until every named worker runs `version`; returns the versions seen (check them)."""
+        deadline = time.monotonic() + timeout_s
+
+        def done() -> bool:
+            return self._closed or all(self._engine_versions.get(w, -1) >= version for w in workers)
+
+        async with self._changed:
+            while not done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+        return {w: self._engine_versions.get(w, -1) for w in workers}
+
+    async def add_counters(self, values: dict[str, float]) -> None:
+        """Producers add to running counters (e.g. reward failures) that the controller drains."""
+        for name, value in values.items():
+            self._counters[name] = self._counters.get(name, 0.0) + value
+
+    async def drain_counters(self) -> dict[str, float]:
+        counters, self._counters = self._counters, {}
+        return counters
+
+    async def stats(self) -> dict[str, int]:
+        return self._index.stats()
+
+    async def close(self) -> None:
+        """Wake every waiting consumer with None so workers stop cleanly."""
+        self._closed = True
+        await self._notify()
+
+    async def is_closed(self) -> bool:
+        return self._closed
+

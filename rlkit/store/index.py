@@ -1,0 +1,124 @@
+"""Bookkeeping of the data store, free of Ray so it can be tested directly.
+
+Each entry is one sample (or one prompt request) with named fields, each field an opaque
+handle (an object-store reference in production). A consumer task asks for entries whose
+fields are all ready and that it has not consumed yet; optionally only whole groups, only
+entries at or above a policy version, and optionally clears what it took.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Entry:
+    """One stored item and what is known about it."""
+
+    entry_id: int
+    group: str | None  # entries of one group are handed out together when asked for whole groups
+    group_size: int
+    version: int  # policy version that produced it (or batch index for prompt requests)
+    fields: dict[str, Any] = field(default_factory=dict)  # field name -> handle
+    consumed_by: set[str] = field(default_factory=set)
+
+
+class StoreIndex:
+    """Which entries exist, which fields each has, which task took which."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, Entry] = {}
+        self._groups: dict[str, list[int]] = {}
+        self._next_id = 0
+        self.cleared = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, group: str | None, group_size: int, version: int, fields: dict[str, Any]) -> int:
+        entry = Entry(self._next_id, group, group_size, version, dict(fields))
+        self._next_id += 1
+        self._entries[entry.entry_id] = entry
+        if group is not None:
+            self._groups.setdefault(group, []).append(entry.entry_id)
+        return entry.entry_id
+
+    def set_field(self, entry_id: int, name: str, handle: Any) -> bool:
+        """Add a field to an entry; False if the entry is gone (already cleared)."""
+        entry = self._entries.get(entry_id)
+        if entry is None:
+            return False
+        entry.fields[name] = handle
+        return True
+
+    def _ready(self, entry: Entry, task: str, fields: tuple[str, ...], min_version: int | None) -> bool:
+        return (
+            task not in entry.consumed_by
+            and all(name in entry.fields for name in fields)
+            and (min_version is None or entry.version >= min_version)
+        )
+
+    def take(
+        self,
+        task: str,
+        fields: tuple[str, ...],
+        limit: int,
+        *,
+        whole_groups: bool = False,
+        min_version: int | None = None,
+        clear: bool = False,
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Up to `limit` ready entries (or `limit` complete groups), marked consumed by `task`."""
+        if whole_groups:
+            chosen = []
+            for members in self._groups.values():
+                if len(chosen) >= limit:
+                    break
+                entries = [self._entries[i] for i in members]
+                if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version) for e in entries):
+                    chosen.append(entries)
+            picked = [entry for group in chosen for entry in group]
+        else:
+            picked = []
+            for entry in self._entries.values():
+                if len(picked) >= limit:
+                    break
+                if self._ready(entry, task, fields, min_version):
+                    picked.append(entry)
+        result = []
+        for entry in picked:
+            entry.consumed_by.add(task)
+            result.append((entry.entry_id, {name: entry.fields[name] for name in fields}))
+            if clear:
+                self._remove(entry)
+        return result
+
+    def count_ready(self, task: str, fields: tuple[str, ...], *, whole_groups: bool = False, min_version: int | None = None) -> int:
+        if not whole_groups:
+            return sum(self._ready(e, task, fields, min_version) for e in self._entries.values())
+        complete = 0
+        for members in self._groups.values():
+            entries = [self._entries[i] for i in members]
+            if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version) for e in entries):
+                complete += 1
+        return complete
+
+    def _remove(self, entry: Entry) -> None:
+        del self._entries[entry.entry_id]
+        self.cleared += 1
+        if entry.group is not None:
+            members = self._groups[entry.group]
+            members.remove(entry.entry_id)
+            if not members:
+                del self._groups[entry.group]
+
+    def stats(self) -> dict[str, int]:
+        """Counts for metrics and for error messages when a consumer waits too long."""
+        counts: dict[str, int] = {"entries": len(self._entries), "groups": len(self._groups), "cleared": self.cleared}
+        for entry in self._entries.values():
+            for name in entry.fields:
+                counts[f"field/{name}"] = counts.get(f"field/{name}", 0) + 1
+            for task in entry.consumed_by:
+                counts[f"consumed/{task}"] = counts.get(f"consumed/{task}", 0) + 1
+        return counts
