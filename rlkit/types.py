@@ -45,6 +45,19 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class RolloutRequest:
+    """One prompt to sample `n` responses for: what the rollout stage reads from the store."""
+
+    group_uid: str  # unique per request: the n samples share it
+    prompt: Prompt
+    n: int
+    batch_index: int  # training batch this request belongs to (admission control)
+    greedy: bool = False  # evaluation requests decode greedily
+    max_new_tokens: int | None = None  # None = the rollout's configured budget
+    partition: str = "train"  # store partition the samples go to ("train" or "eval")
+
+
+@dataclass(frozen=True)
 class Generation:
     """One response as an engine returns it, before it becomes a Sample."""
 

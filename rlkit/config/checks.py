@@ -27,6 +27,8 @@ def check_config(config: TrainConfig) -> list[str]:
     for check in (_check_names, _check_batching, _check_rollout, _check_sync, _check_paths, _check_run):
         problems.extend(check(config))
     problems.extend(f"learner.{problem}" for problem in config.learner.check())
+    problems.extend(f"rollout.sampling.{problem}" for problem in config.rollout.sampling.problems())
+    problems.extend(f"rollout.engine_options.{problem}" for problem in config.rollout.engine_options.problems())
     problems.extend(f"reward.fn: {problem}" for problem in check_reward_fn(config.reward.fn))
     return problems
 

@@ -161,8 +161,12 @@ def check_shape(cls: type, raw: dict[str, Any], prefix: str, problems: list[str]
     for key, value in raw.items():
         key = str(key)
         if key not in names:
+            hint = _suggest(key, names, prefix)
+            if not hint and isinstance(value, dict):  # a misplaced section: look its keys up elsewhere
+                leaves = [k for k in all_keys() if k.rsplit(".", 1)[-1] in {str(v) for v in value}]
+                hint = f' (did you mean "{leaves[0]}"?)' if leaves else ""
             problems.append(
-                f'unknown key "{prefix}{key}"{_suggest(key, names, prefix)}; '
+                f'unknown key "{prefix}{key}"{hint}; '
                 f"keys of {prefix.rstrip('.') or 'the top level'}: {', '.join(names)}"
             )
             continue
@@ -181,26 +185,35 @@ def check_shape(cls: type, raw: dict[str, Any], prefix: str, problems: list[str]
     return converted
 
 
+def _one_reward_source(raw: dict[str, Any]) -> None:
+    """Naming a reward `path` replaces the default `module` (and vice versa) instead of clashing."""
+    spec = raw.get("reward", {}).get("fn") if isinstance(raw.get("reward"), dict) else None
+    if isinstance(spec, dict):
+        if "path" in spec and "module" not in spec:
+            spec["module"] = None
+        elif "module" in spec and "path" not in spec:
+            spec["path"] = None
+
+
 def load_config(recipe: str | Path | None, overrides: list[str] | None = None, *, semantic: bool = True) -> TrainConfig:
     """Recipe file + overrides → validated TrainConfig, or ConfigError listing every problem."""
     source = str(recipe) if recipe else "defaults"
     raw = read_recipe(recipe) if recipe else {}
     override_tree, problems = parse_overrides(list(overrides or []))
     raw = deep_merge(raw, override_tree)
+    _one_reward_source(raw)
     converted = check_shape(TrainConfig, raw, "", problems)
-    if problems:
-        raise ConfigError(source, problems)
-    try:
+    try:  # built from the valid parts, so meaning-level problems are reported in the same pass
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), converted)
         config = OmegaConf.to_object(merged)
     except Exception as error:  # interpolation errors and the like
-        raise ConfigError(source, [f"could not build the configuration: {error}"]) from None
+        raise ConfigError(source, [*problems, f"could not build the configuration: {error}"]) from None
     if semantic:
         from rlkit.config.checks import check_config
 
-        problems = check_config(config)
-        if problems:
-            raise ConfigError(source, problems)
+        problems.extend(check_config(config))
+    if problems:
+        raise ConfigError(source, problems)
     return config
 
 

@@ -83,6 +83,8 @@ class RolloutConfig:
     """Engine set-up (dtype, KV cache, threads)."""
     cpus_per_worker: float = 1.0
     """Ray CPUs reserved per rollout worker."""
+    batch_timeout_s: float = 1800.0
+    """Longest the learner waits for one batch of scored groups before the run fails with the store's state."""
     gpus_per_worker: float = 0.0
     """Ray GPUs per rollout worker (set 1 on GPU clusters)."""
 

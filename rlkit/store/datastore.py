@@ -40,11 +40,11 @@ class DataStore:
             self._changed.notify_all()
 
     async def put(self, entries: list[dict[str, Any]]) -> list[int]:
-        """Add entries: each {"group", "group_size", "version", "fields": {name: value}}."""
+        """Add entries: each {"group", "group_size", "version", "partition", "fields": {name: value}}."""
         ids = [
             self._index.add(
                 e.get("group"), int(e.get("group_size", 1)), int(e.get("version", 0)),
-                {name: ray.put(value) for name, value in e["fields"].items()},
+                {name: ray.put(value) for name, value in e["fields"].items()}, e.get("partition", "train"),
             )
             for e in entries
         ]
@@ -67,18 +67,28 @@ class DataStore:
         whole_groups: bool = False,
         min_version: int | None = None,
         clear: bool = False,
+        partition: str | None = "train",
         timeout_s: float | None = None,
+        wake_on_weights_above: int | None = None,
     ) -> list[tuple[int, dict[str, Any]]] | None:
         """Wait until `min_items` (default `limit`) entries or groups are ready, then take up to `limit`.
 
-        Returns [] on timeout and None once the store is closed (the consumer should stop).
+        Returns [] on timeout — or early, when weights newer than `wake_on_weights_above` are
+        published, so an idle rollout worker loads them at once — and None once the store is
+        closed (the consumer should stop).
         """
         wanted = limit if min_items is None else min_items
         key = tuple(fields)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
+        def new_weights() -> bool:
+            return wake_on_weights_above is not None and self._weights is not None and self._weights[0] > wake_on_weights_above
+
         def ready() -> bool:
-            return self._closed or self._index.count_ready(task, key, whole_groups=whole_groups, min_version=min_version) >= wanted
+            if self._closed or new_weights():
+                return True
+            count = self._index.count_ready(task, key, whole_groups=whole_groups, min_version=min_version, partition=partition)
+            return count >= wanted
 
         async with self._changed:
             while not ready():
@@ -91,7 +101,7 @@ class DataStore:
                     return []
         if self._closed:
             return None
-        return self._index.take(task, key, limit, whole_groups=whole_groups, min_version=min_version, clear=clear)
+        return self._index.take(task, key, limit, whole_groups=whole_groups, min_version=min_version, clear=clear, partition=partition)
 
     async def publish_weights(self, version: int, weights: list[Any]) -> None:
         """Announce new weights ([ref] to a state dict) as policy `version`."""

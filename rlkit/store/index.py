@@ -20,6 +20,7 @@ class Entry:
     group: str | None  # entries of one group are handed out together when asked for whole groups
     group_size: int
     version: int  # policy version that produced it (or batch index for prompt requests)
+    partition: str = "train"  # "train", "eval", ...: consumers read one partition at a time
     fields: dict[str, Any] = field(default_factory=dict)  # field name -> handle
     consumed_by: set[str] = field(default_factory=set)
 
@@ -36,8 +37,8 @@ class StoreIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, group: str | None, group_size: int, version: int, fields: dict[str, Any]) -> int:
-        entry = Entry(self._next_id, group, group_size, version, dict(fields))
+    def add(self, group: str | None, group_size: int, version: int, fields: dict[str, Any], partition: str = "train") -> int:
+        entry = Entry(self._next_id, group, group_size, version, partition, dict(fields))
         self._next_id += 1
         self._entries[entry.entry_id] = entry
         if group is not None:
@@ -52,9 +53,10 @@ class StoreIndex:
         entry.fields[name] = handle
         return True
 
-    def _ready(self, entry: Entry, task: str, fields: tuple[str, ...], min_version: int | None) -> bool:
+    def _ready(self, entry: Entry, task: str, fields: tuple[str, ...], min_version: int | None, partition: str | None) -> bool:
         return (
-            task not in entry.consumed_by
+            (partition is None or entry.partition == partition)
+            and task not in entry.consumed_by
             and all(name in entry.fields for name in fields)
             and (min_version is None or entry.version >= min_version)
         )
@@ -68,15 +70,19 @@ class StoreIndex:
         whole_groups: bool = False,
         min_version: int | None = None,
         clear: bool = False,
+        partition: str | None = None,
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Up to `limit` ready entries (or `limit` complete groups), marked consumed by `task`."""
+        """Up to `limit` ready entries (or `limit` complete groups), marked consumed by `task`.
+
+        `partition=None` reads every partition (e.g. a reward worker scores train and eval alike).
+        """
         if whole_groups:
             chosen = []
             for members in self._groups.values():
                 if len(chosen) >= limit:
                     break
                 entries = [self._entries[i] for i in members]
-                if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version) for e in entries):
+                if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version, partition) for e in entries):
                     chosen.append(entries)
             picked = [entry for group in chosen for entry in group]
         else:
@@ -84,7 +90,7 @@ class StoreIndex:
             for entry in self._entries.values():
                 if len(picked) >= limit:
                     break
-                if self._ready(entry, task, fields, min_version):
+                if self._ready(entry, task, fields, min_version, partition):
                     picked.append(entry)
         result = []
         for entry in picked:
@@ -94,13 +100,15 @@ class StoreIndex:
                 self._remove(entry)
         return result
 
-    def count_ready(self, task: str, fields: tuple[str, ...], *, whole_groups: bool = False, min_version: int | None = None) -> int:
+    def count_ready(
+        self, task: str, fields: tuple[str, ...], *, whole_groups: bool = False, min_version: int | None = None, partition: str | None = None
+    ) -> int:
         if not whole_groups:
-            return sum(self._ready(e, task, fields, min_version) for e in self._entries.values())
+            return sum(self._ready(e, task, fields, min_version, partition) for e in self._entries.values())
         complete = 0
         for members in self._groups.values():
             entries = [self._entries[i] for i in members]
-            if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version) for e in entries):
+            if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version, partition) for e in entries):
                 complete += 1
         return complete
 

@@ -72,3 +72,10 @@ def test_weights_notice_board_and_engine_versions() -> None:
     ray.get(store.report_engine_version.remote("rollout-0", 1))
     assert ray.get(waiting, timeout=10) == {"rollout-0": 1}
     assert ray.get(store.wait_engines.remote(2, ["rollout-0"], 0.2)) == {"rollout-0": 1}
+
+
+def test_idle_consumer_wakes_when_new_weights_arrive() -> None:
+    store = DataStore.remote()
+    waiting = store.get.remote("rollout", ["request"], 1, timeout_s=60, wake_on_weights_above=0)
+    ray.get(store.publish_weights.remote(1, [ray.put({"w": 2})]))
+    assert ray.get(waiting, timeout=10) == []

@@ -60,3 +60,12 @@ def test_clear_drops_consumed_entries_and_late_writes() -> None:
     assert len(index) == 0 and index.cleared == 2
     assert index.stats()["groups"] == 0
     assert index.set_field(ids[0], "reward", 1.0) is False
+
+
+def test_partitions_keep_eval_out_of_training() -> None:
+    index = StoreIndex()
+    train = index.add("t", 1, 0, {"sample": 1}, partition="train")
+    evaluation = index.add("e", 1, 0, {"sample": 2}, partition="eval")
+    assert [i for i, _ in index.take("train", ("sample",), 5, partition="train")] == [train]
+    assert [i for i, _ in index.take("eval", ("sample",), 5, partition="eval")] == [evaluation]
+    assert len(index.take("reward", ("sample",), 5, partition=None)) == 2

@@ -1,0 +1,119 @@
+"""Start or stop a private single-machine Ray head for `ray job submit`.
+
+    python launch/local_cluster.py start   # prints the job-submission address, writes .ray-local/cluster.json
+    ray job submit --address http://127.0.0.1:<port> --working-dir . -- python -m rlkit.train recipes/tiny_cpu.yaml
+    python launch/local_cluster.py stop
+
+The head binds to 127.0.0.1 on free ports with its own temp dir, in its own process group, so
+stopping it ends exactly the processes it started — never `ray stop`, which would end every
+Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+STATE = Path(".ray-local") / "cluster.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cluster_env() -> dict[str, str]:
+    """The head's environment: loopback only, no token auth, this interpreter's bin first on PATH
+    (a job's `python` must be the one rlkit is installed in)."""
+    env = dict(os.environ)
+    env.update({
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": env.get("RAY_AUTH_MODE", "disabled"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    })
+    return env
+
+
+def start(num_cpus: int, state: Path = STATE, timeout_s: float = 120.0) -> dict:
+    """Start the head and wait until it accepts jobs; returns {address, pgid, temp_dir, ...}."""
+    gcs_port, dashboard_port = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rlkit-ray-head-", dir="/tmp")
+    ray_bin = Path(sys.executable).parent / "ray"
+    command = [
+        str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
+        "--include-dashboard=true", f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+    ]
+    log = open(Path(temp_dir) / "head.log", "w")
+    process = subprocess.Popen(command, env=cluster_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    info = {"address": f"http://127.0.0.1:{dashboard_port}", "gcs_address": f"127.0.0.1:{gcs_port}",
+            "pgid": process.pid, "temp_dir": temp_dir, "log": log.name}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ray head exited with code {process.returncode}; see {log.name}")
+        try:
+            with urllib.request.urlopen(f"{info['address']}/api/version", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(1.0)
+    else:
+        stop(info)
+        raise TimeoutError(f"ray head did not accept connections within {timeout_s:.0f}s; see {log.name}")
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps(info))
+    return info
+
+
+def stop(info: dict | None = None, state: Path = STATE) -> None:
+    """End the head's process group (SIGTERM, then SIGKILL)."""
+    if info is None:
+        if not state.is_file():
+            print("no local cluster recorded; nothing to stop")
+            return
+        info = json.loads(state.read_text())
+    pgid = int(info["pgid"])
+    for sig, wait_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+    if state.is_file():
+        state.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--num-cpus", type=int, default=max(4, os.cpu_count() or 1),
+                        help="logical CPUs the head offers (actors reserve these; not a thread limit)")
+    args = parser.parse_args()
+    if args.action == "start":
+        info = start(args.num_cpus)
+        print(f"Ray head ready. Submit jobs with:\n  RAY_AUTH_MODE=disabled ray job submit --address {info['address']} "
+              f"--working-dir . -- python -m rlkit.train recipes/tiny_cpu.yaml\nStop it with: python launch/local_cluster.py stop")
+    else:
+        stop()
+
+
+if __name__ == "__main__":
+    main()

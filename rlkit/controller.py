@@ -1,0 +1,249 @@
+"""The controller: builds every stage from the config and runs the learner/sync loop.
+
+    dataset ─► store ─► RolloutWorker(s) ─► store ─► RewardWorker(s) ─► store
+                                                                          │ whole scored groups
+                  weights ◄── WeightSync ◄── Learner ranks (DeepSpeed) ◄──┘
+
+Rollout and reward workers run on their own, pulling from the store. The loop here names
+each stage once: admit prompts → next batch → train step → publish weights → log. It holds
+no algorithm math; the only module that wires stages together.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import ray
+
+from rlkit.config import TrainConfig, to_yaml
+from rlkit.data import epochs, load_prompts
+from rlkit.evaluation import accuracy_metrics
+from rlkit.learner.group import LearnerGroup
+from rlkit.models import resolve_model
+from rlkit.reward.worker import RewardWorker
+from rlkit.rollout.worker import RolloutWorker
+from rlkit.runtime import actor_env, cuda_available, ray_session
+from rlkit.store.datastore import DataStore
+from rlkit.sync import WeightSync
+from rlkit.tracking.metrics_log import MetricsLog
+from rlkit.tracking.plots import plot_curves
+from rlkit.tracking.progress import Progress
+from rlkit.types import Prompt, RolloutRequest, ScoredSample
+
+HEALTH_CHECK_S = 5.0
+
+
+class StageFailed(RuntimeError):
+    """A stage actor died or a batch never arrived."""
+
+
+@dataclass
+class Stages:
+    """Every running actor of a run."""
+
+    store: Any
+    rollout: list[Any]
+    reward: list[Any]
+    learners: LearnerGroup
+    sync: WeightSync
+    loops: dict[Any, str] = field(default_factory=dict)  # run() ref -> worker name
+
+    @staticmethod
+    def start(config: TrainConfig, model_path: str) -> "Stages":
+        env = actor_env()
+        store = DataStore.remote()
+        on_gpu = cuda_available()
+        rollout_cls = ray.remote(num_cpus=config.rollout.cpus_per_worker,
+                                 num_gpus=config.rollout.gpus_per_worker if on_gpu else 0)(RolloutWorker)
+        reward_cls = ray.remote(num_cpus=config.reward.cpus_per_worker)(RewardWorker)
+        rollout = [
+            rollout_cls.remote(f"rollout-{i}", store, model_path, config.rollout.engine, config.rollout.engine_options,
+                               config.rollout.sampling, config.rollout.prompts_per_request, env)
+            for i in range(config.rollout.num_workers)
+        ]
+        reward = [
+            reward_cls.remote(f"reward-{i}", store, config.reward.fn, config.reward.timeout_s,
+                              config.reward.processes_per_worker, env=env)
+            for i in range(config.reward.num_workers)
+        ]
+        learners = LearnerGroup(model_path, config.learner, config.algorithm, config.rollout.sampling.temperature, env=env)
+        ray.get([actor.ready.remote() for actor in rollout + reward])
+        dtype = config.rollout.engine_options.dtype if config.sync.dtype == "auto" else config.sync.dtype
+        names = [f"rollout-{i}" for i in range(len(rollout))]
+        sync = WeightSync(learners, store, names, config.sync.timeout_s, dtype)
+        stages = Stages(store, rollout, reward, learners, sync)
+        for index, actor in enumerate(rollout):
+            stages.loops[actor.run.remote()] = f"rollout-{index}"
+        for index, actor in enumerate(reward):
+            stages.loops[actor.run.remote()] = f"reward-{index}"
+        return stages
+
+    def check_health(self) -> None:
+        """Raise if any worker loop ended (its exception, if it raised)."""
+        done, _ = ray.wait(list(self.loops), timeout=0, num_returns=len(self.loops))
+        for ref in done:
+            name = self.loops[ref]
+            try:
+                ray.get(ref)
+            except Exception as error:
+                raise StageFailed(f"{name} failed: {error}") from error
+            raise StageFailed(f"{name} stopped although the store is still open")
+
+    def take_scored(self, partition: str, groups: int, timeout_s: float, min_version: int | None = None) -> list[tuple[Any, Any]]:
+        """Wait for `groups` complete scored groups; returns (sample_ref, reward_ref) pairs."""
+        deadline = time.monotonic() + timeout_s
+        task = "train" if partition == "train" else partition
+        while True:
+            taken = ray.get(self.store.get.remote(
+                task, ["sample", "reward"], groups, whole_groups=True, clear=True, partition=partition,
+                min_version=min_version, timeout_s=HEALTH_CHECK_S))
+            if taken:
+                return [(fields["sample"], fields["reward"]) for _, fields in taken]
+            self.check_health()
+            if time.monotonic() > deadline:
+                stats = ray.get(self.store.stats.remote())
+                raise StageFailed(
+                    f"no batch of {groups} scored groups ({partition}) within {timeout_s:g}s; store state: {stats}. "
+                    "Rollout or reward is too slow or stuck; check the worker logs or raise rollout.batch_timeout_s."
+                )
+
+    def stop(self) -> None:
+        ray.get(self.store.close.remote())
+        ray.wait(list(self.loops), num_returns=len(self.loops), timeout=30)
+        self.learners.shutdown()
+
+
+class RequestFeeder:
+    """Admission control: batch b's prompts enter the store only once policy version ≥ b − k."""
+
+    def __init__(self, store: Any, prompts: Iterator[Prompt], prompts_per_step: int, n: int) -> None:
+        self.store, self.prompts, self.prompts_per_step, self.n = store, prompts, prompts_per_step, n
+        self.next_batch = 0
+
+    def admit_until(self, batch_index: int) -> None:
+        while self.next_batch <= batch_index:
+            requests = [RolloutRequest(f"{p.uid}@{self.next_batch}", p, self.n, self.next_batch)
+                        for p in (next(self.prompts) for _ in range(self.prompts_per_step))]
+            ray.get(self.store.put.remote([{"version": r.batch_index, "fields": {"request": r}} for r in requests]))
+            self.next_batch += 1
+
+
+class Trainer:
+    """One training run, from config to final model."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.run_dir = Path(config.run.output_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(to_yaml(config))
+        self.model_path = str(resolve_model(config.model.path))
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        data = config.data
+        options = dict(prompt_key=data.prompt_key, answer_key=data.answer_key, data_source_key=data.data_source_key,
+                       system_prompt=data.system_prompt, max_prompt_tokens=data.max_prompt_tokens)
+        self.train_prompts = load_prompts(data.train_path, tokenizer, split="train", **options)
+        self.eval_prompts = (load_prompts(data.eval_path, tokenizer, split="eval", limit=config.eval.num_prompts, **options)
+                             if data.eval_path else [])
+        self.eval_rounds = 0
+
+    def evaluate(self, stages: Stages) -> dict[str, float]:
+        """Greedy accuracy on the held-out prompts, through the same rollout and reward workers."""
+        if not self.eval_prompts:
+            return {}
+        self.eval_rounds += 1
+        budget = self.config.eval.max_new_tokens or None
+        requests = [RolloutRequest(f"eval{self.eval_rounds}/{p.uid}", p, 1, -1, greedy=True, max_new_tokens=budget, partition="eval")
+                    for p in self.eval_prompts]
+        ray.get(stages.store.put.remote([{"partition": "eval", "fields": {"request": r}} for r in requests]))
+        pairs = stages.take_scored("eval", len(requests), self.config.rollout.batch_timeout_s)
+        scored = [ScoredSample(sample, reward) for sample, reward in zip(*[ray.get(list(refs)) for refs in zip(*pairs)])]
+        return accuracy_metrics(scored)
+
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        with ray_session(config.ray.address, config.ray.num_cpus):
+            stages = Stages.start(config, self.model_path)
+            try:
+                return self._loop(stages)
+            finally:
+                stages.stop()
+
+    def _loop(self, stages: Stages) -> dict[str, Any]:
+        config, k = self.config, self.config.sync.max_staleness
+        log = MetricsLog(self.run_dir, use_wandb=config.logging.wandb, project=config.logging.wandb_project,
+                         name=config.run.name, group=config.logging.wandb_group, tags=list(config.logging.wandb_tags),
+                         config=json.loads(json.dumps(_plain(config))))
+        progress = Progress(config.run.steps, config.logging.progress_bar)
+        summary: dict[str, Any] = {"run_dir": str(self.run_dir)}
+        if config.eval.before and self.eval_prompts:
+            summary["eval_before"] = self.evaluate(stages)
+            progress.write(f"held-out accuracy before training: {summary['eval_before']['eval/accuracy']:.3f}")
+            log.log(0, {**summary["eval_before"], "policy_version": 0})
+        feeder = RequestFeeder(stages.store, epochs(self.train_prompts, config.run.seed, config.data.shuffle),
+                               config.rollout.prompts_per_step, config.rollout.n)
+        feeder.admit_until(k)
+        started = time.perf_counter()
+        for step in range(1, config.run.steps + 1):
+            step_started = time.perf_counter()
+            batch = stages.take_scored("train", config.rollout.prompts_per_step, config.rollout.batch_timeout_s,
+                                       min_version=step - 1 - k)
+            wait_s = time.perf_counter() - step_started
+            metrics = stages.learners.train_step(batch)
+            sync_s = stages.sync.publish(step, wait=k == 0)
+            feeder.admit_until(step + k)
+            step_s = time.perf_counter() - step_started
+            counters = ray.get(stages.store.drain_counters.remote())
+            metrics.update(counters)
+            metrics.update({
+                "policy_version": step,
+                "timing/step_s": step_s, "timing/wait_batch_s": wait_s, "timing/sync_s": sync_s,
+                "throughput/samples_per_s": len(batch) / step_s,
+                "throughput/elapsed_s": time.perf_counter() - started,
+            })
+            if config.eval.every and step % config.eval.every == 0 and step < config.run.steps:
+                metrics.update(self.evaluate(stages))
+            log.log(step, metrics)
+            progress.update(metrics)
+            if config.run.checkpoint_every and step % config.run.checkpoint_every == 0:
+                self.checkpoint(stages, step, feeder)
+        progress.close()
+        if self.eval_prompts:
+            summary["eval_after"] = self.evaluate(stages)
+            log.log(config.run.steps, {**summary["eval_after"], "policy_version": config.run.steps})
+            progress.write(f"held-out accuracy after training: {summary['eval_after']['eval/accuracy']:.3f}")
+        summary["train_s"] = time.perf_counter() - started
+        self.checkpoint(stages, config.run.steps, feeder)
+        if config.run.save_final_model:
+            stages.learners.save_pretrained(str(self.run_dir / "final"))
+            summary["final_model"] = str(self.run_dir / "final")
+        if config.logging.plots:
+            summary["plots"] = str(plot_curves(log.history, self.run_dir / "plots.png", config.run.name))
+        log.summary({key: value for part in ("eval_before", "eval_after") for key, value in
+                     {f"{part}/accuracy": summary.get(part, {}).get("eval/accuracy")}.items() if value is not None})
+        log.close()
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def checkpoint(self, stages: Stages, step: int, feeder: RequestFeeder) -> None:
+        """Learner state (DeepSpeed) plus where the data stream stands."""
+        folder = self.run_dir / "checkpoints"
+        stages.learners.save_checkpoint(str(folder), f"step_{step}")
+        state = {"step": step, "policy_version": step, "batches_admitted": feeder.next_batch}
+        (folder / f"step_{step}" / "trainer_state.json").write_text(json.dumps(state))
+
+
+def _plain(config: TrainConfig) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run training as configured; returns a summary (accuracies, paths, wall time)."""
+    return Trainer(config).run()

@@ -1,0 +1,43 @@
+"""Batch statistics people watch: rewards, failures, lengths, group spread."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+
+from rlkit.types import FinishReason, RewardStatus, ScoredSample
+
+
+def batch_metrics(batch: list[ScoredSample]) -> dict[str, float]:
+    """Reward, reward-failure, length and group statistics of one training batch."""
+    if not batch:
+        return {}
+    scores = [item.reward.score for item in batch]
+    lengths = [item.sample.response_length for item in batch]
+    statuses = Counter(item.reward.status for item in batch)
+    groups: dict[str, list[float]] = defaultdict(list)
+    for item in batch:
+        groups[item.sample.group_uid].append(item.reward.score)
+    versions = [item.sample.policy_version for item in batch]
+    metrics = {
+        "reward/mean": statistics.fmean(scores),
+        "reward/std": statistics.pstdev(scores),
+        "reward/max": max(scores),
+        "reward/min": min(scores),
+        "reward/failed_count": float(sum(n for s, n in statuses.items() if s not in (RewardStatus.OK, RewardStatus.NOT_APPLICABLE))),
+        "reward/zero_std_group_frac": sum(len(set(v)) == 1 for v in groups.values()) / len(groups),
+        "response_length/mean": statistics.fmean(lengths),
+        "response_length/max": float(max(lengths)),
+        "response_length/truncated_frac": sum(i.sample.finish == FinishReason.LENGTH for i in batch) / len(batch),
+        "rollout/policy_version_min": float(min(versions)),
+        "rollout/samples": float(len(batch)),
+    }
+    for status in RewardStatus:
+        metrics[f"reward/status/{status.value}"] = float(statuses.get(status, 0))
+    components: dict[str, list[float]] = defaultdict(list)
+    for item in batch:
+        for name, value in item.reward.components.items():
+            components[name].append(value)
+    for name, values in components.items():
+        metrics[f"reward/components/{name}"] = statistics.fmean(values)
+    return metrics

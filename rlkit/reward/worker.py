@@ -1,0 +1,61 @@
+"""RewardWorker: scores samples whose response is ready and reward is not.
+
+Scoring runs in killable processes (`ScoringPool`), so a reward function that hangs, crashes
+or returns garbage costs one sample's verdict, never the run. Failures are counted by status
+and reported through the store's counters. It knows the store only as an actor handle.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+import ray
+
+from rlkit.reward.contract import RewardRequest
+from rlkit.reward.isolation import ScoringPool
+from rlkit.reward.loader import RewardFnSpec
+
+POLL_S = 5.0
+
+
+class RewardWorker:
+    """A pool of scoring processes fed from the store. Wrapped with `ray.remote` by the controller."""
+
+    def __init__(
+        self, name: str, store: Any, spec: RewardFnSpec, timeout_s: float, processes: int,
+        batch_size: int = 64, env: dict[str, str] | None = None,
+    ) -> None:
+        os.environ.update(env or {})
+        self.name = name
+        self.store = store
+        self.batch_size = batch_size
+        self.pool = ScoringPool(spec, num_processes=processes, timeout_s=timeout_s)
+        self.scored = 0
+
+    def ready(self) -> str:
+        return self.name
+
+    def run(self) -> dict[str, float]:
+        """Score until the store closes."""
+        try:
+            while True:
+                taken = ray.get(self.store.get.remote(
+                    "reward", ["sample"], self.batch_size, min_items=1, partition=None, timeout_s=POLL_S))
+                if taken is None:
+                    return {"scored": self.scored}
+                if taken:
+                    self._score(taken)
+        finally:
+            self.pool.close()
+
+    def _score(self, taken: list[tuple[int, dict[str, Any]]]) -> None:
+        samples = ray.get([fields["sample"] for _, fields in taken])
+        rewards = self.pool.score([RewardRequest.from_sample(sample) for sample in samples])
+        ray.get(self.store.set_field.remote([entry_id for entry_id, _ in taken], "reward", rewards))
+        statuses = Counter(reward.status.value for reward in rewards)
+        counters = {f"reward/status/{status}": float(count) for status, count in statuses.items()}
+        counters["reward/score_s"] = sum(reward.seconds for reward in rewards)
+        ray.get(self.store.add_counters.remote(counters))
+        self.scored += len(rewards)

@@ -1,0 +1,121 @@
+"""RolloutWorker: pulls prompt requests from the store, generates, writes samples back.
+
+It runs on its own (`run` loops until the store closes) and, between requests, loads the
+newest weights the learner published — so the controller never shuttles data to it. It knows
+the store only as an actor handle; it imports no other stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import ray
+
+from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
+from rlkit.types import FinishReason, RolloutRequest, Sample
+
+POLL_S = 5.0  # longest an idle worker waits before re-checking (it is woken earlier by news)
+
+
+class RolloutWorker:
+    """One engine replica. Wrapped with `ray.remote` by the controller."""
+
+    def __init__(
+        self,
+        name: str,
+        store: Any,
+        model_path: str,
+        engine: str,
+        engine_options: EngineOptions,
+        sampling: SamplingOptions,
+        prompts_per_request: int,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        os.environ.update(env or {})
+        self.name = name
+        self.store = store
+        self.sampling = sampling
+        self.prompts_per_request = prompts_per_request
+        self.version = 0
+        self.requests_done = 0
+        self.engine = build_engine(engine, model_path, engine_options)
+        ray.get(self.store.report_engine_version.remote(self.name, self.version))
+
+    def ready(self) -> str:
+        return self.name
+
+    def run(self) -> dict[str, float]:
+        """Serve requests until the store closes; returns counters for the final report."""
+        while True:
+            self._load_newer_weights()
+            taken = ray.get(
+                self.store.get.remote(
+                    "rollout", ["request"], self.prompts_per_request, min_items=1, clear=True,
+                    partition=None, timeout_s=POLL_S, wake_on_weights_above=self.version,
+                )
+            )
+            if taken is None:
+                return {"requests": self.requests_done}
+            if not taken:
+                continue
+            self._serve(ray.get([fields["request"] for _, fields in taken]))
+
+    def _serve(self, requests: list[RolloutRequest]) -> None:
+        # Requests with the same decoding settings share one engine call.
+        batches: dict[tuple[bool, int | None, int], list[RolloutRequest]] = {}
+        for request in requests:
+            batches.setdefault((request.greedy, request.max_new_tokens, request.n), []).append(request)
+        for (greedy, max_new_tokens, n), batch in batches.items():
+            sampling = dataclasses.replace(
+                self.sampling,
+                temperature=0.0 if greedy else self.sampling.temperature,
+                max_new_tokens=max_new_tokens or self.sampling.max_new_tokens,
+                seed=None if self.sampling.seed is None else self.sampling.seed + self.requests_done,
+            )
+            started = time.perf_counter()
+            generations = self.engine.generate([r.prompt.prompt_ids for r in batch], n, sampling)
+            seconds = time.perf_counter() - started
+            entries = []
+            tokens = 0
+            for request, outputs in zip(batch, generations):
+                for index, generation in enumerate(outputs):
+                    tokens += len(generation.response_ids)
+                    sample = Sample(
+                        group_uid=request.group_uid,
+                        index_in_group=index,
+                        group_size=request.n,
+                        prompt=request.prompt,
+                        response_ids=list(generation.response_ids),
+                        response_mask=[1] * len(generation.response_ids),
+                        rollout_logprobs=list(generation.logprobs),
+                        policy_version=self.version,
+                        finish=generation.finish,
+                        response_text=generation.text,
+                    )
+                    entries.append({"group": request.group_uid, "group_size": request.n, "version": self.version,
+                                    "partition": request.partition, "fields": {"sample": sample}})
+            ray.get(self.store.put.remote(entries))
+            truncated = sum(e["fields"]["sample"].finish == FinishReason.LENGTH for e in entries)
+            ray.get(self.store.add_counters.remote({
+                "rollout/generate_s": seconds, "rollout/tokens": tokens,
+                "rollout/samples": len(entries), "rollout/truncated": truncated,
+            }))
+            self.requests_done += len(batch)
+
+    def _load_newer_weights(self) -> None:
+        latest = ray.get(self.store.latest_weights.remote(self.version))
+        if latest is None:
+            return
+        version, (weights_ref,) = latest
+        state_dict = ray.get(weights_ref)
+        self.engine.load_weights(state_dict.items())
+        self.version = version
+        ray.get(self.store.report_engine_version.remote(self.name, version))
+
+    def token_logprobs(self, prompt_ids: list[int], response_ids: list[int], temperature: float = 1.0) -> list[float]:
+        """The engine's log-probs of a fixed sequence (to check a weight sync)."""
+        self._load_newer_weights()
+        return self.engine.token_logprobs(prompt_ids, response_ids, temperature)

@@ -1,0 +1,69 @@
+"""Ray session and process environment for actors.
+
+A run joins the cluster it is told to (`ray.address`, or the one `ray job submit` points it
+to through RAY_ADDRESS) or starts a private local one bound to 127.0.0.1. It never stops a
+cluster it did not start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Iterator
+
+# Environment every actor gets: offline, loopback-only, one thread per process on CPU.
+ACTOR_ENV_DEFAULTS = {
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "GLOO_SOCKET_IFNAME": "lo",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def actor_env() -> dict[str, str]:
+    """Environment for actors: defaults for this machine kind, overridden by the caller's env."""
+    env = dict(ACTOR_ENV_DEFAULTS)
+    if not cuda_available():
+        env["DS_ACCELERATOR"] = "cpu"
+    else:
+        for key in ("GLOO_SOCKET_IFNAME", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS"):
+            env.pop(key)
+    for key in list(env) + ["TORCH_EXTENSIONS_DIR", "RLKIT_CACHE", "WANDB_MODE"]:
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/rlkit/torch_extensions"))
+    return env
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
+    """Join `address` (or RAY_ADDRESS), else start a private local cluster; shut down what we started."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        ray.init(address=target, log_to_driver=True)
+    else:
+        cpus = num_cpus or max(4, os.cpu_count() or 1)
+        temp_dir = tempfile.mkdtemp(prefix="rlkit-ray-", dir="/tmp")
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()

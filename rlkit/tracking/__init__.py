@@ -1,0 +1,1 @@
+"""What a run reports: metrics.jsonl, Weights & Biases, the progress bar, plots."""

@@ -1,0 +1,38 @@
+"""A progress bar with step, reward, samples/s and ETA."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Progress:
+    """tqdm over training steps; silent when disabled or when stderr is not wanted."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=0)
+
+    def update(self, metrics: dict[str, Any]) -> None:
+        if self._bar is None:
+            return
+        self._bar.set_postfix(
+            reward=f"{metrics.get('reward/mean', float('nan')):.3f}",
+            samples_s=f"{metrics.get('throughput/samples_per_s', float('nan')):.1f}",
+            v=metrics.get("policy_version"),
+            refresh=False,
+        )
+        self._bar.update(1)
+
+    def write(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.write(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
