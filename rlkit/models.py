@@ -167,8 +167,12 @@ def _build_smollm2(target: Path) -> None:
     gguf = _smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are dequantized fp32 now: drop every trace of GGUF quantization so
+    # save_pretrained writes plain safetensors that vLLM and transformers load directly.
     if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config  # weights are dequantized now
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     (target / "rlkit_source.json").write_text(json.dumps({"gguf": gguf.name, "dist": _SMOLLM2_DIST}))

@@ -114,3 +114,9 @@ def test_cli_check_and_show_config(capsys) -> None:
     assert "'n': 6" in capsys.readouterr().out
     assert cli(["show-config", "--docs"]) == 0
     assert "learner.zero_stage = 2" in capsys.readouterr().out
+
+
+def test_config_reference_doc_is_generated_from_the_code() -> None:
+    from rlkit.config.reference import markdown
+
+    assert (REPO / "docs" / "config.md").read_text() == markdown(), "regenerate: python -m rlkit.config.reference > docs/config.md"

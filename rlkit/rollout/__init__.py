@@ -1,0 +1,1 @@
+"""Rollout: generation engines behind one interface (see `rlkit.rollout.engine`)."""

@@ -1,0 +1,63 @@
+"""`ray job submit --working-dir . -- python -m rlkit.train recipes/tiny_cpu.yaml`, exactly as the README says."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rlkit.tracking.metrics_log import read_metrics
+
+REPO = Path(__file__).parents[2]
+pytestmark = pytest.mark.slow
+
+
+def load_launcher():
+    spec = importlib.util.spec_from_file_location("local_cluster", REPO / "launch" / "local_cluster.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def ray_head(tmp_path: Path):
+    launcher = load_launcher()
+    info = launcher.start(num_cpus=4, state=tmp_path / "cluster.json")
+    yield info
+    launcher.stop(info, state=tmp_path / "cluster.json")
+    with pytest.raises(ProcessLookupError):
+        os.killpg(int(info["pgid"]), 0)  # the whole head process group is gone
+
+
+def submit(address: str, *command: str, timeout_s: float = 900) -> subprocess.CompletedProcess:
+    ray = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    args = [ray, "job", "submit", "--address", address, "--working-dir", ".", "--", *command]
+    for _ in range(5):  # right after start the job agent may not be up yet
+        result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+        if "No available agent" not in result.stdout + result.stderr:
+            return result
+        time.sleep(3)
+    return result
+
+
+def test_job_submit_runs_the_tiny_recipe(ray_head, tmp_path: Path) -> None:
+    run_dir = tmp_path / "job-run"
+    result = submit(ray_head["address"], "python", "-m", "rlkit.train", "recipes/tiny_cpu.yaml",
+                    f"run.output_dir={run_dir}", "run.steps=2", "eval.num_prompts=4", "logging.progress_bar=false")
+    output = result.stdout[-4000:] + result.stderr[-4000:]
+    assert result.returncode == 0, output
+    assert "succeeded" in output
+    rows = [row for row in read_metrics(run_dir / "metrics.jsonl") if "reward/mean" in row]
+    assert [row["step"] for row in rows] == [1, 2]
+
+
+def test_failing_job_makes_submit_fail(ray_head) -> None:
+    result = submit(ray_head["address"], "python", "-m", "rlkit.train", "recipes/tiny_cpu.yaml", "rollout.n=1")
+    assert result.returncode != 0
+    assert "group-relative advantages need at least 2 samples" in result.stdout + result.stderr

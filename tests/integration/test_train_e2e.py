@@ -1,0 +1,67 @@
+"""Whole runs of the tiny recipe on a real local Ray cluster, with each engine.
+
+A custom reward file that raises on some responses checks that reward failures are counted,
+never hidden, and that training carries on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlkit.config import load_config
+from rlkit.controller import train
+from rlkit.tracking.metrics_log import read_metrics
+
+REPO = Path(__file__).parents[2]
+REQUIRED = ("step", "reward/mean", "response_length/mean", "entropy/mean", "throughput/samples_per_s", "policy_version")
+
+FLAKY_REWARD = '''
+def score(*, response, ground_truth, **kwargs):
+    """1 for an odd-length response, 0 for even, raises for multiples of 3 (to exercise failures)."""
+    if len(response) % 3 == 0:
+        raise RuntimeError("deliberate failure for a length divisible by 3")
+    return float(len(response) % 2)
+'''
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
+
+
+@pytest.mark.parametrize("engine", ["hf", "vllm"])
+def test_tiny_run_produces_metrics_plots_model_and_counts_reward_failures(engine: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    reward_file = tmp_path / "flaky_reward.py"
+    reward_file.write_text(FLAKY_REWARD)
+    run_dir = tmp_path / "run"
+    config = load_config(str(REPO / "recipes" / "tiny_cpu.yaml"), [
+        f"rollout.engine={engine}", f"run.output_dir={run_dir}", "run.steps=3",
+        f"reward.fn.path={reward_file}", "reward.fn.name=score", "logging.wandb=true", "logging.progress_bar=false",
+    ])
+    summary = train(config)
+
+    rows = [row for row in read_metrics(run_dir / "metrics.jsonl") if "reward/mean" in row]
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    for row in rows:
+        assert all(row.get(key) is not None for key in REQUIRED), row
+        assert row["rollout/samples"] == 16  # 4 prompts × 4 samples, whole groups only
+        assert row["reward/failed_count"] == row["reward/status/error"]
+    assert [row["policy_version"] for row in rows] == [1, 2, 3]
+    assert sum(row["reward/status/error"] for row in rows) > 0, "the failing reward must show up in metrics"
+    assert sum(row["reward/status/ok"] for row in rows) > 0
+    assert all(row["rollout/policy_version_min"] == row["step"] - 1 for row in rows), "sync mode is on-policy"
+
+    assert 0.0 <= summary["eval_before"]["eval/accuracy"] <= 1.0
+    assert summary["eval_after"]["eval/num_prompts"] == 8
+    assert (run_dir / "plots.png").stat().st_size > 10_000
+    assert (run_dir / "config.yaml").read_text().count(f"engine: {engine}") == 1
+    assert list((run_dir / "wandb").glob("offline-run-*")), "W&B must write an offline run without an API key"
+    assert (run_dir / "checkpoints" / "step_3" / "trainer_state.json").is_file()
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "final")
+    assert list((run_dir / "final").glob("*.safetensors"))
+    assert model.num_parameters() > 0
+    assert json.loads((run_dir / "summary.json").read_text())["final_model"] == str(run_dir / "final")

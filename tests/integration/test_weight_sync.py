@@ -1,0 +1,79 @@
+"""Weights flow learner → engines without a restart, and engine log-probs then match the learner's."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from rlkit.algorithms import AlgorithmOptions
+from rlkit.learner.group import LearnerGroup
+from rlkit.learner.options import LearnerOptions
+from rlkit.models import resolve_model
+from rlkit.rollout.engine import EngineOptions, SamplingOptions
+from rlkit.rollout.worker import RolloutWorker
+from rlkit.runtime import actor_env
+from rlkit.store.datastore import DataStore
+from rlkit.sync import WeightSync, WeightSyncError
+from rlkit.types import FinishReason, Prompt, Reward, RewardStatus, Sample
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
+
+PROMPT = [257, 84, 82, 68, 81, 198, 54, 71, 64, 83, 258, 198, 257, 64]
+RESPONSE = [17, 220, 10, 220, 18, 30, 220, 64, 65, 66]
+
+
+def scored_batch(groups: int = 2, n: int = 4) -> list[tuple[ray.ObjectRef, ray.ObjectRef]]:
+    prompt = Prompt(uid="p", text="x", prompt_ids=PROMPT, ground_truth="1")
+    pairs = []
+    for g in range(groups):
+        for i in range(n):
+            response = RESPONSE[: 4 + i]
+            sample = Sample(f"g{g}", i, n, prompt, response, [1] * len(response), [-1.0] * len(response), 0, FinishReason.LENGTH, "")
+            pairs.append((ray.put(sample), ray.put(Reward(float(i % 2), RewardStatus.OK))))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = str(resolve_model("tiny"))
+    env = actor_env()
+    store = DataStore.remote()
+    learners = LearnerGroup(model, LearnerOptions(num_ranks=2, zero_stage=2, lr=5e-2, micro_batch_size=4),
+                            AlgorithmOptions(), temperature=1.0, env=env)
+    worker_cls = ray.remote(num_cpus=1)(RolloutWorker)
+    workers = {
+        engine: worker_cls.remote(f"rollout-{engine}", store, model, engine, EngineOptions(max_model_len=256),
+                                  SamplingOptions(max_new_tokens=8), 4, env)
+        for engine in ("hf", "vllm")
+    }
+    ray.get([w.ready.remote() for w in workers.values()])
+    yield store, learners, workers
+    learners.shutdown()
+    for worker in workers.values():
+        ray.kill(worker)
+
+
+def test_engines_match_learner_after_sync(setup) -> None:
+    store, learners, workers = setup
+    before = {e: ray.get(w.token_logprobs.remote(PROMPT, RESPONSE)) for e, w in workers.items()}
+    reference_before = learners.logprobs(PROMPT, RESPONSE)
+    for engine, values in before.items():
+        assert values == pytest.approx(reference_before, abs=2e-4), f"{engine} disagrees with the learner at start"
+
+    learners.train_step(scored_batch())
+    after_learner = learners.logprobs(PROMPT, RESPONSE)
+    assert max(abs(a - b) for a, b in zip(after_learner, reference_before)) > 1e-3, "the step must change the policy"
+
+    sync = WeightSync(learners, store, list(f"rollout-{e}" for e in workers), timeout_s=120, dtype="float32")
+    sync.publish(1, wait=False)
+    after = {e: ray.get(w.token_logprobs.remote(PROMPT, RESPONSE)) for e, w in workers.items()}  # loads v1 first
+    sync.wait(1)
+    for engine, values in after.items():
+        assert values == pytest.approx(after_learner, abs=2e-4), f"{engine} log-probs differ from the learner after sync"
+
+
+def test_sync_fails_loudly_when_an_engine_never_loads(setup) -> None:
+    store, learners, _ = setup
+    sync = WeightSync(learners, store, ["rollout-missing"], timeout_s=2, dtype="float32")
+    with pytest.raises(WeightSyncError, match="rollout-missing"):
+        sync.publish(5)
