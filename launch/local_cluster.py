@@ -45,7 +45,7 @@ def cluster_env() -> dict[str, str]:
     return env
 
 
-def start(num_cpus: int, state: Path = STATE, timeout_s: float = 120.0) -> dict:
+def start(num_cpus: int, state: Path = STATE, timeout_s: float = 180.0) -> dict:
     """Start the head and wait until it accepts jobs; returns {address, pgid, temp_dir, ...}."""
     gcs_port, dashboard_port = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="rlkit-ray-head-", dir="/tmp")
@@ -72,9 +72,38 @@ def start(num_cpus: int, state: Path = STATE, timeout_s: float = 120.0) -> dict:
     else:
         stop(info)
         raise TimeoutError(f"ray head did not accept connections within {timeout_s:.0f}s; see {log.name}")
+    try:
+        _wait_for_job_agent(info["address"], deadline)
+    except TimeoutError:
+        stop(info)
+        raise
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps(info))
     return info
+
+
+def _wait_for_job_agent(address: str, deadline: float) -> None:
+    """The dashboard answers before the head's job agent registers ("No available agent to
+    submit job"); ready means a no-op job is accepted and finishes."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    client = JobSubmissionClient(address)
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            job = client.submit_job(entrypoint="true")
+            break
+        except RuntimeError as error:
+            last_error = error
+            time.sleep(2.0)
+    else:
+        raise TimeoutError(f"the Ray head's job agent did not come up: {last_error}")
+    while time.monotonic() < deadline:
+        if client.get_job_status(job) in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            return
+        time.sleep(1.0)
+    raise TimeoutError("a no-op probe job did not finish on the new Ray head")
 
 
 def stop(info: dict | None = None, state: Path = STATE) -> None:
@@ -92,6 +121,10 @@ def stop(info: dict | None = None, state: Path = STATE) -> None:
             break
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
+            try:  # reap the head if we started it, so no zombie keeps the group alive
+                os.waitpid(pgid, os.WNOHANG)
+            except ChildProcessError:
+                pass
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:

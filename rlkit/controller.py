@@ -200,6 +200,8 @@ class Trainer:
             step_s = time.perf_counter() - step_started
             counters = ray.get(stages.store.drain_counters.remote())
             metrics.update(counters)
+            if counters.get("timing/rollout_generate_s"):
+                metrics["throughput/generate_tokens_per_s"] = counters["rollout/generated_tokens"] / counters["timing/rollout_generate_s"]
             metrics.update({
                 "policy_version": step,
                 "timing/step_s": step_s, "timing/wait_batch_s": wait_s, "timing/sync_s": sync_s,

@@ -54,8 +54,9 @@ class RewardWorker:
         samples = ray.get([fields["sample"] for _, fields in taken])
         rewards = self.pool.score([RewardRequest.from_sample(sample) for sample in samples])
         ray.get(self.store.set_field.remote([entry_id for entry_id, _ in taken], "reward", rewards))
+        # All scored samples, evaluation included; batch-level status counts come from the learner.
         statuses = Counter(reward.status.value for reward in rewards)
-        counters = {f"reward/status/{status}": float(count) for status, count in statuses.items()}
-        counters["reward/score_s"] = sum(reward.seconds for reward in rewards)
+        counters = {f"reward_worker/{status}": float(count) for status, count in statuses.items()}
+        counters["timing/reward_score_s"] = sum(reward.seconds for reward in rewards)
         ray.get(self.store.add_counters.remote(counters))
         self.scored += len(rewards)

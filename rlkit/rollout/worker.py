@@ -100,8 +100,8 @@ class RolloutWorker:
             ray.get(self.store.put.remote(entries))
             truncated = sum(e["fields"]["sample"].finish == FinishReason.LENGTH for e in entries)
             ray.get(self.store.add_counters.remote({
-                "rollout/generate_s": seconds, "rollout/tokens": tokens,
-                "rollout/samples": len(entries), "rollout/truncated": truncated,
+                "timing/rollout_generate_s": seconds, "rollout/generated_tokens": tokens,
+                "rollout/generated_samples": len(entries), "rollout/generated_truncated": truncated,
             }))
             self.requests_done += len(batch)
 

@@ -24,12 +24,13 @@ def load_launcher():
     return module
 
 
-@pytest.fixture
-def ray_head(tmp_path: Path):
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    state = tmp_path_factory.mktemp("head") / "cluster.json"
     launcher = load_launcher()
-    info = launcher.start(num_cpus=4, state=tmp_path / "cluster.json")
+    info = launcher.start(num_cpus=4, state=state)
     yield info
-    launcher.stop(info, state=tmp_path / "cluster.json")
+    launcher.stop(info, state=state)
     with pytest.raises(ProcessLookupError):
         os.killpg(int(info["pgid"]), 0)  # the whole head process group is gone
 

@@ -1,0 +1,175 @@
+"""The learner ranks as Ray actors, driven as one object by the controller.
+
+Every call fans out to all ranks (ZeRO collectives need every rank) and waits with a
+timeout; a rank that fails or hangs is named in the error.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import ray
+
+from rlkit.algorithms import AlgorithmOptions
+from rlkit.learner.options import LearnerOptions
+from rlkit.learner.worker import LearnerWorker
+from rlkit.metrics import batch_metrics
+from rlkit.types import ScoredSample
+
+
+class LearnerRank(LearnerWorker):
+    """LearnerWorker plus the Ray-facing entry points (object refs in, object refs out)."""
+
+    def address(self) -> tuple[str, int]:
+        """An address on this actor's node where rank 0 can host the rendezvous."""
+        host = ray.util.get_node_ip_address()
+        return host, free_port(host)
+
+    def train_step_refs(self, items: list[Any]) -> dict[str, float]:
+        """train_step on the samples behind `items` (see `resolve_samples`), plus the batch's
+        reward/length statistics (rank 0 has the whole batch anyway)."""
+        batch = resolve_samples(items)
+        metrics = self.train_step(batch)
+        if self.rank == 0:
+            metrics.update(batch_metrics(batch))
+        return metrics
+
+    def export_weights_ref(self, dtype: str | None) -> list[ray.ObjectRef] | None:
+        """Export and put the state dict in the object store from here (rank 0), so it never
+        passes through the driver; the ref is wrapped in a list so Ray does not resolve it."""
+        state = self.export_weights(dtype)
+        return None if state is None else [ray.put(state)]
+
+
+def resolve_samples(items: list[Any]) -> list[ScoredSample]:
+    """Fetch a batch from the object store. Each item is a (sample_ref, reward_ref) pair as the
+    store hands them out, or a ref to a ScoredSample (or to a list of them)."""
+    flat = [ref for item in items for ref in (item if isinstance(item, (tuple, list)) else (item,))]
+    values = iter(ray.get(flat))
+    samples: list[ScoredSample] = []
+    for item in items:
+        if isinstance(item, (tuple, list)):
+            sample, reward = next(values), next(values)
+            samples.append(ScoredSample(sample=sample, reward=reward))
+        else:
+            value = next(values)
+            samples.extend(value if isinstance(value, (list, tuple)) else [value])
+    return samples
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class LearnerGroup:
+    """`options.num_ranks` LearnerRank actors forming one DeepSpeed data-parallel group."""
+
+    def __init__(
+        self,
+        model_path: str,
+        options: LearnerOptions,
+        algorithm: AlgorithmOptions,
+        temperature: float = 1.0,
+        env: dict[str, str] | None = None,
+        num_cpus_per_rank: float = 1.0,
+        num_gpus_per_rank: float | None = None,
+        setup_timeout_s: float = 600.0,
+        step_timeout_s: float = 3600.0,
+    ) -> None:
+        """Start the ranks and wait until every one has built its engine.
+
+        `temperature` is the rollout's sampling temperature (log-probs are of logits / T);
+        `env` holds environment variables for the rank processes (Ray runtime_env).
+        """
+        problems = options.check()
+        if problems:
+            raise ValueError("invalid learner options: " + "; ".join(problems))
+        if num_gpus_per_rank is None:
+            num_gpus_per_rank = 1.0 if _wants_gpu(options) else 0.0
+        self.options = options
+        self.step_timeout_s = step_timeout_s
+        actor = ray.remote(LearnerRank).options(
+            num_cpus=num_cpus_per_rank,
+            num_gpus=num_gpus_per_rank,
+            runtime_env={"env_vars": dict(env)} if env else None,
+        )
+        self.ranks = [
+            actor.remote(rank, options.num_ranks, None, None, str(model_path), options, algorithm, temperature)
+            for rank in range(options.num_ranks)
+        ]
+        try:
+            master_addr, master_port = self._gather([self.ranks[0].address.remote()], "address", setup_timeout_s)[0]
+            self._gather([rank.setup.remote(master_addr, master_port) for rank in self.ranks], "setup", setup_timeout_s)
+        except BaseException:
+            self.shutdown()  # no half-started group left holding CPUs/GPUs
+            raise
+
+    def train_step(self, batch_refs: list[Any]) -> dict[str, float]:
+        """One train step on the samples behind `batch_refs` ((sample_ref, reward_ref) pairs or
+        refs to ScoredSamples). Refs nested in a list are not resolved by Ray on the way in:
+        every rank fetches the samples itself, the driver never holds them."""
+        return self._call_all("train_step_refs", list(batch_refs))[0]
+
+    def export_weights_ref(self, dtype: str | None = None) -> ray.ObjectRef:
+        """A ref to rank 0's full state dict in the object store (not pulled into the driver)."""
+        return self._call_all("export_weights_ref", dtype)[0][0]
+
+    def logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:
+        """The learner's log-probs of a fixed sequence (weight-sync checks)."""
+        return self._call_all("logprobs", list(prompt_ids), list(response_ids))[0]
+
+    def save_pretrained(self, path: str) -> None:
+        self._call_all("save_pretrained", str(path))
+
+    def save_checkpoint(self, directory: str, tag: str) -> None:
+        self._call_all("save_checkpoint", str(directory), tag)
+
+    def load_checkpoint(self, directory: str, tag: str) -> None:
+        self._call_all("load_checkpoint", str(directory), tag)
+
+    def shutdown(self) -> None:
+        """Kill the rank actors (their process group dies with them)."""
+        for rank in self.ranks:
+            ray.kill(rank, no_restart=True)
+        self.ranks = []
+
+    def _call_all(self, method: str, *args: Any) -> list[Any]:
+        if not self.ranks:
+            raise RuntimeError(f"LearnerGroup.{method}: the group was shut down")
+        refs = [getattr(rank, method).remote(*args) for rank in self.ranks]
+        return self._gather(refs, method, self.step_timeout_s)
+
+    def _gather(self, refs: list[ray.ObjectRef], method: str, timeout_s: float) -> list[Any]:
+        """Results in rank order. Fails fast on the first rank that raises (the others may be
+        blocked in a collective waiting for it) and names the ranks still running on timeout."""
+        deadline = time.monotonic() + timeout_s
+        index = {ref: rank for rank, ref in enumerate(refs)}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                ranks = sorted(index[ref] for ref in pending)
+                raise TimeoutError(
+                    f"learner {method}: rank(s) {ranks} did not finish within {timeout_s:.0f}s; a rank may be "
+                    "stuck in a collective (another rank died?) or the step is larger than the timeout allows. "
+                    "The ranks are out of step now: shut the group down and start a new one."
+                )
+            try:
+                ray.get(ready[0])
+            except Exception as error:
+                raise RuntimeError(
+                    f"learner {method} failed on rank {index[ready[0]]} (the other ranks may now wait in a "
+                    f"collective: shut the group down and start a new one): {error}"
+                ) from error
+        return ray.get(list(refs))
+
+
+def _wants_gpu(options: LearnerOptions) -> bool:
+    if options.backend != "auto":
+        return options.backend == "nccl"
+    return ray.cluster_resources().get("GPU", 0) > 0

@@ -1,0 +1,548 @@
+"""One learner rank: a DeepSpeed ZeRO engine around a HuggingFace causal LM.
+
+Every rank receives the whole batch, computes advantages on it (estimators need batch-level
+statistics), and trains on its own rows: row i of each mini-batch belongs to rank
+i % world_size. Each micro-batch's loss is its contribution to the mini-batch loss
+(denominators taken over the whole mini-batch), scaled so that DeepSpeed's averaging over
+ranks yields exactly the gradient of the mini-batch loss, whatever the sharding.
+
+DeepSpeed is imported inside methods: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, PolicyLossInputs, actor_loss
+from rlkit.algorithms import compute_advantages
+from rlkit.learner.collate import collate, trim_padding
+from rlkit.learner.logprobs import token_logprobs_and_entropy
+from rlkit.learner.options import LearnerOptions
+from rlkit.models import cache_root
+from rlkit.types import ScoredSample, TrainBatch
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class PolicyLogprobs(nn.Module):
+    """Wraps a causal LM so that DeepSpeed's forward returns token log-probs and entropies.
+
+    DeepSpeed's backward bookkeeping hooks into the outputs of `engine(...)`, so the chunked
+    log-prob computation has to run inside the engine's forward; the LM is `self.model`.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, batch: TrainBatch, temperature: float, chunk_size: int, with_entropy: bool = True, min_chunks: int = 0
+    ) -> tuple[Tensor, Tensor | None]:
+        return token_logprobs_and_entropy(
+            self.model,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.position_ids,
+            response_width=batch.responses.shape[1],
+            temperature=temperature,
+            chunk_size=chunk_size,
+            with_entropy=with_entropy,
+            min_chunks=min_chunks,
+        )
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """Rows of the batch one rank runs in one forward/backward. A filler (weight 0) keeps the
+    number of backward passes equal on every rank when rows do not divide evenly."""
+
+    rows: Tensor  # [b] long, row indices into the whole batch
+    chunks: int  # LM-head chunks, equal on every rank for this step (ZeRO-3 gathers per call)
+    filler: bool = False
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """One optimizer update: all its rows, and this rank's micro-batches of them."""
+
+    rows: Tensor  # [m] long, every rank's rows of the mini-batch
+    micro_batches: tuple[MicroBatch, ...]  # this rank's, same count on every rank
+
+
+def plan_mini_batches(
+    tokens_per_row: Tensor, mini_batches: int, rank: int, world_size: int, micro_batch_size: int, chunk_size: int
+) -> list[MiniBatch]:
+    """Split the rows into contiguous mini-batches, deal each one's rows to ranks round-robin,
+    and cut this rank's rows into micro-batches, padded with fillers up to the largest rank's
+    count. Every rank computes the same plan (it sees the whole batch), so all agree on the
+    number of micro-batches and on each step's chunk count without communicating.
+
+    `tokens_per_row` [B] counts the response tokens each row projects to the vocabulary.
+    """
+    num_rows = len(tokens_per_row)
+    if num_rows < mini_batches:
+        raise ValueError(
+            f"a batch of {num_rows} samples cannot be split into mini_batches={mini_batches} updates; "
+            "lower learner.mini_batches or raise the batch size"
+        )
+    plans = []
+    bounds = [round(k * num_rows / mini_batches) for k in range(mini_batches + 1)]
+    for start, end in zip(bounds, bounds[1:]):
+        rows = torch.arange(start, end)
+        per_rank = [list(torch.split(rows[r::world_size], micro_batch_size)) for r in range(world_size)]
+        real = len(per_rank[rank])
+        steps = max(len(parts) for parts in per_rank)
+        for parts in per_rank:
+            parts += [rows[:1]] * (steps - len(parts))  # fillers
+        micro = []
+        for step in range(steps):
+            most_tokens = max(int(tokens_per_row[parts[step]].sum()) for parts in per_rank)
+            chunks = math.ceil(most_tokens / chunk_size)
+            micro.append(MicroBatch(rows=per_rank[rank][step], chunks=chunks, filler=step >= real))
+        plans.append(MiniBatch(rows=rows, micro_batches=tuple(micro)))
+    return plans
+
+
+def deepspeed_config(options: LearnerOptions, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed config a LearnerOptions stands for, with `deepspeed_overrides` merged in.
+
+    Gradient accumulation is driven by the worker (it marks the last micro-batch of each
+    mini-batch as the boundary), so DeepSpeed's own count stays 1 and never rescales the loss.
+    """
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": options.micro_batch_size,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": options.micro_batch_size * world_size,
+        "gradient_clipping": options.grad_clip,
+        "zero_optimization": {"stage": options.zero_stage},
+        "bf16": {"enabled": options.dtype == "bfloat16"},
+        "fp16": {"enabled": options.dtype == "float16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    return _deep_merge(config, options.deepspeed_overrides)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _deep_merge(merged[key], value) if nested else value
+    return merged
+
+
+class LearnerWorker:
+    """One data-parallel rank. Every method that touches weights must be called on all ranks
+    together (they run collectives); the results that matter come from rank 0."""
+
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        master_addr: str | None,
+        master_port: int | None,
+        model_path: str,
+        options: LearnerOptions,
+        algorithm: AlgorithmOptions,
+        temperature: float = 1.0,
+    ) -> None:
+        self.rank = rank
+        self.world_size = world_size
+        self.master_addr = master_addr
+        self.master_port = master_port
+        self.model_path = str(model_path)
+        self.options = options
+        self.algorithm = algorithm
+        # The rollout's sampling temperature: log-probs of logits / T, as sampled (greedy reports T = 1).
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.engine = None
+        self.reference = None
+        self.device = torch.device("cpu")
+        self.pad_token_id = 0
+        self._nonfinite = torch.zeros(())
+
+    # ---------------------------------------------------------------- setup
+
+    def setup(self, master_addr: str | None = None, master_port: int | None = None) -> None:
+        """Join the process group, load the model and build the DeepSpeed engine."""
+        problems = self.options.check()
+        if problems:
+            raise ValueError("invalid learner options: " + "; ".join(problems))
+        self.master_addr = master_addr or self.master_addr or "127.0.0.1"
+        self.master_port = master_port or self.master_port
+        if self.master_port is None:
+            raise ValueError("LearnerWorker.setup needs a master_port (the rendezvous port of rank 0)")
+        backend = self._backend()
+        self._set_environment(backend)
+        torch.manual_seed(self.options.seed)
+
+        import deepspeed
+
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        # DeepSpeed calls torch.distributed functions that torch has renamed: one warning per call.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+        model = self._load_model()
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            parameters,
+            lr=self.options.lr,
+            betas=tuple(self.options.adam_betas),
+            weight_decay=self.options.weight_decay,
+        )
+        self.engine, *_ = deepspeed.initialize(
+            model=PolicyLogprobs(model), optimizer=optimizer, config=deepspeed_config(self.options, self.world_size)
+        )
+        self.device = self.engine.device
+        for parameter in self.engine.module.parameters():
+            if parameter.requires_grad:
+                parameter.register_hook(self._watch_gradient)
+        self._nonfinite = torch.zeros((), device=self.device)
+        if self.algorithm.kl_coef > 0:
+            self.reference = self._build_reference(deepspeed)
+
+    def _backend(self) -> str:
+        if self.options.backend != "auto":
+            return self.options.backend
+        return "nccl" if torch.cuda.is_available() else "gloo"
+
+    def _set_environment(self, backend: str) -> None:
+        on_gpu = backend == "nccl"
+        if self.options.dtype == "float16" and not on_gpu:
+            raise ValueError(
+                "learner.dtype='float16' needs a GPU: DeepSpeed refuses fp16 on CPU. Use 'bfloat16' or 'float32'."
+            )
+        os.environ.update(
+            RANK=str(self.rank),
+            WORLD_SIZE=str(self.world_size),
+            # Ray gives each GPU actor one visible device, so its local index is 0.
+            LOCAL_RANK="0" if on_gpu else str(self.rank),
+            MASTER_ADDR=str(self.master_addr),
+            MASTER_PORT=str(self.master_port),
+        )
+        os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(cache_root() / "torch_extensions"))
+        if not on_gpu:
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+            if self.master_addr in LOOPBACK:
+                os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+            torch.set_num_threads(1)
+
+    def _load_model(self) -> nn.Module:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        model.config.use_cache = False
+        if self.options.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.pad_token_id = _pad_token_id(model.config)
+        return model
+
+    def _build_reference(self, deepspeed) -> nn.Module:
+        """A frozen copy of the initial policy for the KL term; partitioned like the policy under ZeRO-3."""
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=TORCH_DTYPES[self.options.dtype])
+        model.requires_grad_(False)
+        reference = PolicyLogprobs(model).eval()
+        if self.options.zero_stage == 3:
+            config = {
+                "train_micro_batch_size_per_gpu": self.options.micro_batch_size,
+                "zero_optimization": {"stage": 3},
+                "bf16": {"enabled": self.options.dtype == "bfloat16"},
+                "fp16": {"enabled": self.options.dtype == "float16"},
+            }
+            engine, *_ = deepspeed.initialize(model=reference, config=config)
+            return engine
+        return reference.to(self.device)
+
+    def _watch_gradient(self, gradient: Tensor) -> Tensor:
+        """Flag non-finite gradients as they are produced (before any reduction), on any stage."""
+        self._nonfinite = torch.maximum(self._nonfinite, (~torch.isfinite(gradient)).any().to(self._nonfinite.dtype))
+        return gradient
+
+    # ---------------------------------------------------------------- training
+
+    def train_step(self, scored: list[ScoredSample]) -> dict[str, float]:
+        """One train step on the whole batch `scored` (identical on every rank): advantages,
+        then `mini_batches` × `ppo_epochs` optimizer updates. Returns metrics merged over ranks."""
+        start = time.perf_counter()
+        engine = self._require_engine()
+        batch = collate(scored, self.pad_token_id)
+        batch.advantages = compute_advantages(
+            self.algorithm.advantage,
+            AdvantageInputs(scores=batch.scores, group_index=batch.group_index, response_mask=batch.response_mask),
+            self.algorithm.advantage_options,
+        )
+        plan = plan_mini_batches(
+            batch.attention_mask[:, batch.prompt_width :].sum(dim=1),
+            self.options.mini_batches,
+            self.rank,
+            self.world_size,
+            self.options.micro_batch_size,
+            self.options.logprob_chunk_size,
+        )
+        on_policy = self.options.mini_batches == 1 and self.options.ppo_epochs == 1
+        old = None if on_policy else self._precompute(engine, batch, plan)
+        reference = self._precompute(self.reference, batch, plan) if self.reference is not None else None
+
+        updates: list[dict[str, float]] = []
+        # Over this rank's rows in the first epoch: Σ mask, Σ mask·H, Σ mask·|ℓ_old − ℓ_rollout|.
+        token_sums = torch.zeros(3, dtype=torch.float64)
+        for epoch in range(self.options.ppo_epochs):
+            for mini in plan:
+                updates.append(self._update(engine, batch, mini, old, reference, token_sums if epoch == 0 else None))
+        metrics = self._merge_metrics(updates, token_sums)
+        metrics["actor/lr"] = float(engine.optimizer.param_groups[0]["lr"])
+        metrics["timing/train_s"] = time.perf_counter() - start
+        return metrics
+
+    @torch.no_grad()
+    def _precompute(self, model, batch: TrainBatch, plan: list[MiniBatch]) -> Tensor:
+        """Log-probs [B, R] of this rank's rows under `model` (no gradient), before any update."""
+        out = torch.zeros_like(batch.response_mask)
+        model.eval()
+        for mini in plan:
+            for micro in mini.micro_batches:
+                part = trim_padding(batch.select(micro.rows))
+                logprobs, _ = model(
+                    self._to_device(part), self.temperature, self.options.logprob_chunk_size, False, micro.chunks
+                )
+                out[micro.rows, : logprobs.shape[1]] = logprobs.float().cpu()  # fillers: same values as their owner
+        return out
+
+    def _update(
+        self,
+        engine,
+        batch: TrainBatch,
+        mini: MiniBatch,
+        old: Tensor | None,
+        reference: Tensor | None,
+        token_sums: Tensor | None,
+    ) -> dict[str, float]:
+        """Forward/backward every micro-batch of one mini-batch, then one optimizer step."""
+        denominators = _denominators(batch, mini.rows)
+        sums: dict[str, float] = {}
+        engine.train()
+        last = len(mini.micro_batches) - 1
+        for index, micro in enumerate(mini.micro_batches):
+            engine.set_gradient_accumulation_boundary(index == last)
+            part = self._to_device(trim_padding(batch.select(micro.rows)))
+            logprobs, entropies = engine(part, self.temperature, self.options.logprob_chunk_size, True, micro.chunks)
+            width = part.responses.shape[1]
+            old_logprobs = logprobs.detach() if old is None else old[micro.rows, :width].to(self.device)
+            loss, micro_metrics = actor_loss(
+                PolicyLossInputs(
+                    log_prob=logprobs,
+                    old_log_prob=old_logprobs,
+                    advantages=part.advantages,
+                    response_mask=part.response_mask,
+                    entropy=entropies,
+                    ref_log_prob=None if reference is None else reference[micro.rows, :width].to(self.device),
+                ),
+                self.algorithm,
+                denominators,
+            )
+            if micro.filler:
+                # The very graph of a real micro-batch (ZeRO-3 needs identical module calls, forward
+                # and backward, on every rank), contributing nothing.
+                loss = loss * 0.0
+            else:
+                for name, value in micro_metrics.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                if token_sums is not None:
+                    token_sums += _token_statistics(part, entropies, old_logprobs)
+            # DeepSpeed averages gradients over ranks; the contributions must add up instead.
+            engine.backward(loss * self.world_size, scale_wrt_gas=False)
+        return {**sums, **self._step(engine)}
+
+    def _step(self, engine) -> dict[str, float]:
+        """Apply the accumulated gradient, or skip the update if any rank saw a non-finite one."""
+        import torch.distributed as dist
+
+        flag = self._nonfinite.detach().clone().float()
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self._nonfinite.zero_()
+        if flag.item() > 0:
+            if hasattr(engine.optimizer, "overflow"):
+                # ZeRO and the bf16/fp16 wrappers check the gradient norm themselves and, when it
+                # is not finite, drop the gradients without touching weights or optimizer state.
+                engine.step()
+                if engine.was_step_applied():
+                    raise RuntimeError(
+                        "DeepSpeed applied an optimizer step although a gradient was not finite; "
+                        "the weights are now corrupt. Please report this with your DeepSpeed version."
+                    )
+            else:
+                engine.zero_grad()  # plain data parallel: gradients live only in .grad
+            return {"skipped": 1.0}
+        norm = None if hasattr(engine.optimizer, "overflow") else _grad_norm(engine.module)
+        engine.step()
+        norm = engine.get_global_grad_norm() if norm is None else norm
+        return {"skipped": 0.0, "grad_norm": float(norm) if norm is not None else float("nan")}
+
+    def _merge_metrics(self, updates: list[dict[str, float]], token_sums: Tensor) -> dict[str, float]:
+        """Sum each update's micro-batch contributions over ranks, then average over updates."""
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, (updates, token_sums.tolist()))
+        merged: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for index in range(len(updates)):
+            per_update: dict[str, float] = {}
+            for rank_updates, _ in gathered:
+                for name, value in rank_updates[index].items():
+                    if name in ("skipped", "grad_norm"):
+                        per_update[name] = value  # identical on every rank
+                    else:
+                        per_update[name] = per_update.get(name, 0.0) + value
+            for name, value in per_update.items():
+                if name == "skipped":
+                    continue
+                if name == "grad_norm" and per_update["skipped"]:
+                    continue
+                merged[name] = merged.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1
+        metrics = {f"actor/{name}": value / counts[name] for name, value in merged.items()}
+        metrics["actor/skipped_steps"] = float(sum(update["skipped"] for update in updates))
+        tokens, entropy, rollout_diff = (sum(part[1][i] for part in gathered) for i in range(3))
+        metrics["entropy/mean"] = entropy / tokens if tokens > 0 else float("nan")
+        # Learner vs rollout engine on the same tokens and weights: should be ~0 when on-policy.
+        metrics["actor/rollout_logprob_diff"] = rollout_diff / tokens if tokens > 0 else float("nan")
+        return metrics
+
+    # ---------------------------------------------------------------- weights
+
+    @torch.no_grad()
+    def logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:
+        """This learner's log-probs of `response_ids` after `prompt_ids` (a sync check)."""
+        engine = self._require_engine()
+        if not response_ids:
+            return []
+        ids = torch.tensor([list(prompt_ids) + list(response_ids)], dtype=torch.long)
+        width = len(response_ids)
+        batch = TrainBatch(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            position_ids=torch.arange(ids.shape[1])[None],
+            responses=ids[:, -width:],
+            response_mask=torch.ones((1, width)),
+            rollout_logprobs=torch.zeros((1, width)),
+            scores=torch.zeros(1),
+            advantages=torch.zeros((1, width)),
+            group_index=torch.zeros(1, dtype=torch.long),
+            policy_versions=torch.zeros(1, dtype=torch.long),
+        )
+        engine.eval()
+        logprobs, _ = engine(self._to_device(batch), self.temperature, self.options.logprob_chunk_size, False)
+        return logprobs[0].float().cpu().tolist()
+
+    @torch.no_grad()
+    def export_weights(self, dtype: str | None = None) -> dict[str, Tensor] | None:
+        """The full HuggingFace-named state dict on rank 0 (None on other ranks), on CPU, cast
+        to `dtype` (float32 | bfloat16 | float16; None or "auto" keeps the training dtype).
+        ZeRO-3 gathers the shards, so every rank must call this."""
+        engine = self._require_engine()
+        dtype = None if dtype == "auto" else dtype
+        if dtype is not None and dtype not in TORCH_DTYPES:
+            raise ValueError(f"export dtype {dtype!r}: valid are {', '.join(TORCH_DTYPES)}, 'auto' or None")
+        if self.options.zero_stage == 3:
+            wrapped = engine._zero3_consolidated_16bit_state_dict()
+            state = None if wrapped is None else {name.removeprefix("model."): t for name, t in wrapped.items()}
+        else:
+            state = engine.module.model.state_dict() if self.rank == 0 else None
+        if state is None:
+            return None
+        target = TORCH_DTYPES[dtype] if dtype is not None else None
+        return {
+            name: tensor.detach().to("cpu", dtype=target if target and tensor.is_floating_point() else None, copy=True)
+            for name, tensor in state.items()
+        }
+
+    def save_pretrained(self, path: str) -> None:
+        """Write a folder transformers and vLLM load (safetensors + config + tokenizer); rank 0 writes."""
+        import torch.distributed as dist
+        from transformers import AutoTokenizer
+
+        state = self.export_weights()
+        if self.rank == 0:
+            model = self.engine.module.model
+            model.save_pretrained(path, state_dict=state, safe_serialization=True)
+            AutoTokenizer.from_pretrained(self.model_path).save_pretrained(path)
+        dist.barrier()
+
+    def save_checkpoint(self, directory: str, tag: str) -> None:
+        """DeepSpeed checkpoint (weights, optimizer state, shards) for resuming; all ranks call."""
+        self._require_engine().save_checkpoint(directory, tag=tag)
+
+    def load_checkpoint(self, directory: str, tag: str) -> None:
+        """Resume from `save_checkpoint(directory, tag)`; all ranks call."""
+        engine = self._require_engine()
+        missing = FileNotFoundError(
+            f"no DeepSpeed checkpoint {tag!r} under {directory}: give the folder and tag that "
+            "save_checkpoint wrote (one sub-folder per tag)"
+        )
+        if not (Path(directory) / tag).is_dir():
+            raise missing
+        path, _ = engine.load_checkpoint(directory, tag=tag)
+        if path is None:
+            raise missing
+
+    # ---------------------------------------------------------------- helpers
+
+    def _require_engine(self):
+        if self.engine is None:
+            raise RuntimeError("LearnerWorker.setup() has not run: call it on every rank first")
+        return self.engine
+
+    def _to_device(self, batch: TrainBatch) -> TrainBatch:
+        if self.device.type == "cpu":
+            return batch
+        return TrainBatch(**{name: getattr(batch, name).to(self.device) for name in batch.__dataclass_fields__})
+
+
+def _denominators(batch: TrainBatch, rows: Tensor) -> Denominators:
+    """Whole-mini-batch statistics; T is the longest response among these rows."""
+    columns = batch.attention_mask[rows, batch.prompt_width :].any(dim=0).nonzero()
+    return Denominators.of(batch.response_mask[rows], response_width=int(columns[-1]) + 1 if columns.numel() else 1)
+
+
+def _token_statistics(part: TrainBatch, entropies: Tensor, old_logprobs: Tensor) -> Tensor:
+    """Σ mask, Σ mask·H and Σ mask·|ℓ_old − ℓ_rollout| of one micro-batch (float64, CPU)."""
+    mask = part.response_mask
+    return torch.tensor(
+        [
+            float(mask.sum()),
+            float((entropies.detach() * mask).sum()),
+            float(((old_logprobs - part.rollout_logprobs).abs() * mask).sum()),
+        ],
+        dtype=torch.float64,
+    )
+
+
+def _grad_norm(module: nn.Module) -> float:
+    """Global L2 norm of replicated (already all-reduced) gradients."""
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def _pad_token_id(config) -> int:
+    """Any real id works as padding (it is masked out); prefer the model's own pad, then eos."""
+    for candidate in (config.pad_token_id, config.eos_token_id):
+        if isinstance(candidate, (list, tuple)):
+            candidate = candidate[0] if candidate else None
+        if candidate is not None:
+            return int(candidate)
+    return 0
