@@ -114,7 +114,7 @@ def stop(info: dict | None = None, state: Path = STATE) -> None:
             return
         info = json.loads(state.read_text())
     pgid = int(info["pgid"])
-    for sig, wait_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+    for sig, wait_s in ((signal.SIGTERM, 8.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:

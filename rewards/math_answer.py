@@ -44,6 +44,20 @@ def score(*, response: str, ground_truth: str | None, **kwargs: Any) -> dict[str
     }
 
 
+
+def score_boxed(*, response: str, ground_truth: str | None, **kwargs: Any) -> dict[str, float] | None:
+    """Strict form: only a correct answer inside the last ``\\boxed{}`` scores 1.
+
+    Format is paid only together with correctness (a box around a wrong answer, or a correct
+    number outside a box, scores 0), so it cannot be gamed the way a flat format bonus was.
+    This is the strict-match accuracy the default job trains and reports.
+    """
+    verdict = score(response=response, ground_truth=ground_truth)
+    if verdict is None:
+        return None
+    strict = verdict["correct"] * verdict["boxed"]
+    return {"score": strict, "correct": verdict["correct"], "boxed": verdict["boxed"]}
+
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` whose braces close, or None."""
     closing = _matching_braces(text)

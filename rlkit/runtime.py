@@ -23,6 +23,7 @@ ACTOR_ENV_DEFAULTS = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",
     "OMP_NUM_THREADS": "1",
+    "VLLM_LOGGING_LEVEL": "WARNING",  # vLLM logs every weight reload at INFO
 }
 
 
@@ -40,7 +41,7 @@ def actor_env() -> dict[str, str]:
     else:
         for key in ("GLOO_SOCKET_IFNAME", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS"):
             env.pop(key)
-    for key in list(env) + ["TORCH_EXTENSIONS_DIR", "RLKIT_CACHE", "WANDB_MODE"]:
+    for key in list(env) + ["TORCH_EXTENSIONS_DIR", "RLKIT_CACHE", "WANDB_MODE", "VLLM_LOGGING_LEVEL"]:
         if key in os.environ:
             env[key] = os.environ[key]
     env.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/rlkit/torch_extensions"))

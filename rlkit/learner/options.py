@@ -37,6 +37,8 @@ class LearnerOptions:
     """Tokens projected to the vocabulary at once for log-probs and entropy (bounds the fp32 logits held)."""
     gradient_checkpointing: bool = False
     """Recompute transformer activations in backward: less memory, ~30% more compute."""
+    num_threads: int = 1
+    """torch threads per rank on CPU. In sync mode the rollout is idle while the learner trains, so one rank may use every core."""
     backend: str = "auto"
     """torch.distributed backend: auto (nccl with CUDA, else gloo) | gloo | nccl."""
     seed: int = 0
@@ -55,6 +57,8 @@ class LearnerOptions:
             problems.append(f"zero_stage={self.zero_stage}: DeepSpeed ZeRO stages are 0, 1, 2 or 3")
         if self.dtype not in DTYPES:
             problems.append(f"dtype={self.dtype!r}: valid precisions are {', '.join(DTYPES)}")
+        if self.num_threads < 1:
+            problems.append(f"num_threads={self.num_threads}: need at least one thread per rank")
         if self.backend not in BACKENDS:
             problems.append(f"backend={self.backend!r}: valid backends are {', '.join(BACKENDS)}")
         if self.dtype == "float16" and self.backend == "gloo":

@@ -237,7 +237,7 @@ class LearnerWorker:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
             if self.master_addr in LOOPBACK:
                 os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-            torch.set_num_threads(1)
+            torch.set_num_threads(self.options.num_threads)
 
     def _load_model(self) -> nn.Module:
         from transformers import AutoModelForCausalLM

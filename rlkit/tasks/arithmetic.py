@@ -2,8 +2,10 @@
 
 `python -m rlkit.tasks.arithmetic --out data/arithmetic` writes train.jsonl and test.jsonl.
 The splits are disjoint by construction (a problem's operands and template never appear in
-both), and generation is deterministic for a seed. Difficulty is kept to one operation on
-numbers under 100, the level a 135M model can learn to do reliably on a CPU in minutes.
+both), and generation is deterministic for a seed. Difficulty is one addition or subtraction
+on numbers up to 50 (`--max-operand`): SmolLM2-135M-Instruct answers about 17% of them right
+greedily at the start, which leaves a sampled group enough correct answers to learn from on a
+CPU in minutes (with numbers up to 99 it starts near 4%, and sampled groups are almost all 0).
 """
 
 from __future__ import annotations
@@ -25,31 +27,32 @@ TEMPLATES = [
     ("A box holds {a} {item}. Another box holds {b} {item}. How many {item} are there in total?", "+"),
     ("{name} had {a} {item}, then lost {b} of them. How many {item} does {name} have?", "-"),
 ]
-INSTRUCTION = " Give the final answer as \\boxed{{answer}}."
+INSTRUCTION = " Put the final answer in \\boxed{}."
 
 
-def make_problem(rng: random.Random, index: int, split: str) -> dict:
-    template, op = TEMPLATES[rng.randrange(len(TEMPLATES))]
-    a, b = rng.randint(10, 99), rng.randint(10, 99)
+def make_problem(rng: random.Random, index: int, split: str, max_operand: int = 50, ops: str = "+-") -> dict:
+    templates = [(template, op) for template, op in TEMPLATES if op in ops]
+    template, op = templates[rng.randrange(len(templates))]
+    a, b = rng.randint(1, max_operand), rng.randint(1, max_operand)
     if op == "-" and b > a:
         a, b = b, a
     answer = a + b if op == "+" else a - b
     text = template.format(a=a, b=b, name=rng.choice(NAMES), item=rng.choice(ITEMS))
-    return {"id": f"{split}-{index}", "prompt": text + INSTRUCTION.format(), "answer": str(answer), "data_source": "arithmetic"}
+    return {"id": f"{split}-{index}", "prompt": text + INSTRUCTION, "answer": str(answer), "data_source": "arithmetic"}
 
 
-def generate(num_train: int, num_test: int, seed: int) -> tuple[list[dict], list[dict]]:
+def generate(num_train: int, num_test: int, seed: int, max_operand: int = 50, ops: str = "+-") -> tuple[list[dict], list[dict]]:
     """Disjoint train/test splits: test problems are drawn first and excluded from train."""
     rng = random.Random(seed)
     test, seen = [], set()
     while len(test) < num_test:
-        problem = make_problem(rng, len(test), "test")
+        problem = make_problem(rng, len(test), "test", max_operand, ops)
         if problem["prompt"] not in seen:
             seen.add(problem["prompt"])
             test.append(problem)
     train = []
     while len(train) < num_train:
-        problem = make_problem(rng, len(train), "train")
+        problem = make_problem(rng, len(train), "train", max_operand, ops)
         if problem["prompt"] not in seen:
             seen.add(problem["prompt"])
             train.append(problem)
@@ -67,8 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", type=int, default=5000, help="training problems")
     parser.add_argument("--test", type=int, default=500, help="held-out problems")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--max-operand", type=int, default=50, help="largest operand (difficulty)")
+    parser.add_argument("--ops", default="+-", help="operations to draw from: + and/or -")
     args = parser.parse_args(argv)
-    train, test = generate(args.train, args.test, args.seed)
+    train, test = generate(args.train, args.test, args.seed, args.max_operand, args.ops)
     write_jsonl(train, Path(args.out) / "train.jsonl")
     write_jsonl(test, Path(args.out) / "test.jsonl")
     print(f"wrote {len(train)} train and {len(test)} test problems to {args.out}")

@@ -65,3 +65,27 @@ def test_tiny_run_produces_metrics_plots_model_and_counts_reward_failures(engine
     assert list((run_dir / "final").glob("*.safetensors"))
     assert model.num_parameters() > 0
     assert json.loads((run_dir / "summary.json").read_text())["final_model"] == str(run_dir / "final")
+
+
+SEVENS_REWARD = '''
+def score(*, response, **kwargs):
+    """Share of the response's characters that are "7": an easy target to check learning."""
+    return response.count("7") / max(1, len(response))
+'''
+
+
+def test_policy_learns_an_easy_reward(tmp_path: Path, monkeypatch) -> None:
+    """The whole loop (rollout → reward → learner → sync) must move the policy toward reward."""
+    monkeypatch.chdir(REPO)
+    reward_file = tmp_path / "sevens.py"
+    reward_file.write_text(SEVENS_REWARD)
+    run_dir = tmp_path / "run"
+    config = load_config(str(REPO / "recipes" / "tiny_cpu.yaml"), [
+        f"run.output_dir={run_dir}", "run.steps=20", "learner.lr=3e-3", "rollout.n=8", f"reward.fn.path={reward_file}",
+        "data.eval_path=null", "logging.progress_bar=false", "logging.plots=false", "run.save_final_model=false",
+    ])
+    train(config)
+    rewards = [row["reward/mean"] for row in read_metrics(run_dir / "metrics.jsonl") if "reward/mean" in row]
+    assert len(rewards) == 20
+    start, end = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert end > 0.5 and end > 5 * start, rewards

@@ -97,3 +97,14 @@ def test_a_pathological_answer_cannot_hang_the_pool() -> None:
     assert slow.score == 0.0
     assert (normal.status, normal.score) == (RewardStatus.OK, 1.0)
     assert elapsed < timeout_s + 3.0
+
+
+def test_strict_form_pays_only_a_correct_boxed_answer() -> None:
+    from rewards.math_answer import score_boxed
+
+    assert score_boxed(response="so \\boxed{42}", ground_truth="42")["score"] == 1.0
+    unboxed = score_boxed(response="The answer is 42.", ground_truth="42")
+    assert unboxed["score"] == 0.0 and unboxed["correct"] == 1.0 and unboxed["boxed"] == 0.0
+    assert score_boxed(response="\\boxed{41}", ground_truth="42")["score"] == 0.0
+    assert score_boxed(response="\\boxed{}\\boxed{42}", ground_truth="42")["score"] == 1.0
+    assert score_boxed(response="x", ground_truth=None) is None
