@@ -32,28 +32,57 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _free_range(size: int) -> tuple[int, int]:
+    """A block of ports that are free now, for the head's worker processes."""
+    for start in range(20000 + (os.getpid() % 50) * 400, 60000, size):
+        if all(_port_free(port) for port in range(start, start + size, 20)):
+            return start, start + size - 1
+    raise RuntimeError("no free block of worker ports")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def cluster_env() -> dict[str, str]:
     """The head's environment: loopback only, no token auth, this interpreter's bin first on PATH
-    (a job's `python` must be the one rlkit is installed in)."""
-    env = dict(os.environ)
+    (a job's `python` must be the one rlkit is installed in).
+
+    Auth is pinned off rather than inherited: `ray.init()` in the calling process sets
+    RAY_AUTH_MODE=token in its environment, and a head and client that disagree refuse jobs. The
+    head listens on 127.0.0.1 only.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update({
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-        "RAY_AUTH_MODE": env.get("RAY_AUTH_MODE", "disabled"),
+        "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     })
     return env
 
 
-def start(num_cpus: int, state: Path = STATE, timeout_s: float = 180.0) -> dict:
+def start(num_cpus: int, state: Path = STATE, timeout_s: float = 120.0) -> dict:
     """Start the head and wait until it accepts jobs; returns {address, pgid, temp_dir, ...}."""
     gcs_port, dashboard_port = free_port(), free_port()
+    worker_ports = _free_range(200)
     temp_dir = tempfile.mkdtemp(prefix="rlkit-ray-head-", dir="/tmp")
     ray_bin = Path(sys.executable).parent / "ray"
     command = [
         str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
         f"--port={gcs_port}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
         "--include-dashboard=true", f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        # Every other listening port free too: the defaults (e.g. the agent's 52365) clash with
+        # any other Ray instance on the machine.
+        f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+        f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+        f"--min-worker-port={worker_ports[0]}", f"--max-worker-port={worker_ports[1]}",
     ]
     log = open(Path(temp_dir) / "head.log", "w")
     process = subprocess.Popen(command, env=cluster_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -87,7 +116,7 @@ def _wait_for_job_agent(address: str, deadline: float) -> None:
     submit job"); ready means a no-op job is accepted and finishes."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # must match the head (see cluster_env)
     client = JobSubmissionClient(address)
     last_error: Exception | None = None
     while time.monotonic() < deadline:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 
 from rlkit.types import FinishReason, RewardStatus, ScoredSample
+
+
+def _pstdev(values: list[float]) -> float:
+    """Population std that propagates NaN instead of raising (a NaN reward must show, not crash)."""
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
 
 
 def batch_metrics(batch: list[ScoredSample]) -> dict[str, float]:
@@ -21,7 +28,7 @@ def batch_metrics(batch: list[ScoredSample]) -> dict[str, float]:
     versions = [item.sample.policy_version for item in batch]
     metrics = {
         "reward/mean": statistics.fmean(scores),
-        "reward/std": statistics.pstdev(scores),
+        "reward/std": _pstdev(scores),
         "reward/max": max(scores),
         "reward/min": min(scores),
         "reward/failed_count": float(sum(n for s, n in statuses.items() if s not in (RewardStatus.OK, RewardStatus.NOT_APPLICABLE))),

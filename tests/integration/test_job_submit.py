@@ -37,7 +37,8 @@ def ray_head(tmp_path_factory):
 
 def submit(address: str, *command: str, timeout_s: float = 900) -> subprocess.CompletedProcess:
     ray = str(Path(sys.executable).parent / "ray")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update({"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
     args = [ray, "job", "submit", "--address", address, "--working-dir", ".", "--", *command]
     for _ in range(5):  # right after start the job agent may not be up yet
         result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
