@@ -9,9 +9,14 @@ checkpointing: backward recomputes one chunk's logits instead of storing all of 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+
+if TYPE_CHECKING:
+    from rlkit.types import TrainBatch
 
 
 def token_logprobs_and_entropy(
@@ -67,6 +72,17 @@ def token_logprobs_and_entropy(
         return logprobs, None
     entropies = _scatter(entropy_parts, valid, batch * response_width, predicting).view(batch, response_width)
     return logprobs, entropies
+
+
+def batch_logprobs(
+    model: nn.Module, batch: "TrainBatch", temperature: float, chunk_size: int, with_entropy: bool = True, min_chunks: int = 0
+) -> tuple[Tensor, Tensor | None]:
+    """`token_logprobs_and_entropy` for the response columns of a padded TrainBatch."""
+    return token_logprobs_and_entropy(
+        model, batch.input_ids, batch.attention_mask, batch.position_ids,
+        response_width=batch.responses.shape[1], temperature=temperature, chunk_size=chunk_size,
+        with_entropy=with_entropy, min_chunks=min_chunks,
+    )
 
 
 def _final_hidden_states(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:

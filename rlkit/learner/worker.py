@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, PolicyLossInputs, actor_loss
 from rlkit.algorithms import compute_advantages
 from rlkit.learner.collate import collate, trim_padding
-from rlkit.learner.logprobs import token_logprobs_and_entropy
+from rlkit.learner.logprobs import batch_logprobs
 from rlkit.learner.options import LearnerOptions
 from rlkit.models import cache_root
 from rlkit.types import ScoredSample, TrainBatch
@@ -49,17 +49,7 @@ class PolicyLogprobs(nn.Module):
     def forward(
         self, batch: TrainBatch, temperature: float, chunk_size: int, with_entropy: bool = True, min_chunks: int = 0
     ) -> tuple[Tensor, Tensor | None]:
-        return token_logprobs_and_entropy(
-            self.model,
-            batch.input_ids,
-            batch.attention_mask,
-            batch.position_ids,
-            response_width=batch.responses.shape[1],
-            temperature=temperature,
-            chunk_size=chunk_size,
-            with_entropy=with_entropy,
-            min_chunks=min_chunks,
-        )
+        return batch_logprobs(self.model, batch, temperature, chunk_size, with_entropy, min_chunks)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlkit.learner.collate import collate
-from rlkit.learner.logprobs import token_logprobs_and_entropy
+from rlkit.learner.logprobs import batch_logprobs, token_logprobs_and_entropy
 from rlkit.models import resolve_model
 from rlkit.types import FinishReason, Prompt, Reward, RewardStatus, Sample, ScoredSample
 
@@ -65,16 +65,7 @@ def naive(model, batch, temperature: float):
 
 
 def chunked(model, batch, temperature: float, chunk_size: int, with_entropy: bool = True):
-    return token_logprobs_and_entropy(
-        model,
-        batch.input_ids,
-        batch.attention_mask,
-        batch.position_ids,
-        response_width=batch.responses.shape[1],
-        temperature=temperature,
-        chunk_size=chunk_size,
-        with_entropy=with_entropy,
-    )
+    return batch_logprobs(model, batch, temperature, chunk_size, with_entropy)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
