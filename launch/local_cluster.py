@@ -40,6 +40,16 @@ def _free_range(size: int) -> tuple[int, int]:
     raise RuntimeError("no free block of worker ports")
 
 
+def _distinct_free_ports(count: int, exclude: range) -> list[int]:
+    """`count` different free ports, none inside `exclude`."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = free_port()
+        if port not in exclude and port not in chosen:
+            chosen.append(port)
+    return chosen
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -69,19 +79,21 @@ def cluster_env() -> dict[str, str]:
 
 def start(num_cpus: int, state: Path = STATE, timeout_s: float = 120.0) -> dict:
     """Start the head and wait until it accepts jobs; returns {address, pgid, temp_dir, ...}."""
-    gcs_port, dashboard_port = free_port(), free_port()
     worker_ports = _free_range(200)
+    ports = _distinct_free_ports(10, exclude=range(worker_ports[0], worker_ports[1] + 1))
+    gcs_port, dashboard_port = ports[0], ports[1]
     temp_dir = tempfile.mkdtemp(prefix="rlkit-ray-head-", dir="/tmp")
     ray_bin = Path(sys.executable).parent / "ray"
     command = [
         str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
         f"--port={gcs_port}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
         "--include-dashboard=true", f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-        # Every other listening port free too: the defaults (e.g. the agent's 52365) clash with
-        # any other Ray instance on the machine.
-        f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-        f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+        # Every listening port chosen here, distinct and free: Ray's defaults (the agent's 52365,
+        # the client server's 10001) clash with any other Ray instance on the machine.
+        f"--dashboard-agent-listen-port={ports[2]}", f"--dashboard-agent-grpc-port={ports[3]}",
+        f"--metrics-export-port={ports[4]}", f"--runtime-env-agent-port={ports[5]}",
+        f"--node-manager-port={ports[6]}", f"--object-manager-port={ports[7]}",
+        f"--ray-client-server-port={ports[8]}",
         f"--min-worker-port={worker_ports[0]}", f"--max-worker-port={worker_ports[1]}",
     ]
     log = open(Path(temp_dir) / "head.log", "w")
