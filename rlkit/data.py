@@ -39,6 +39,8 @@ def _messages(row: dict[str, Any], prompt_key: str, system_prompt: str | None, w
     if prompt_key not in row:
         raise DataError(f"{where}: no {prompt_key!r} column (columns: {', '.join(map(str, row))}); set data.prompt_key")
     value = row[prompt_key]
+    if value is None:  # `datasets` fills a column that a row lacks with null
+        raise DataError(f"{where}: no {prompt_key!r} value (missing or null in this row)")
     if isinstance(value, str):
         if not value.strip():
             raise DataError(f"{where}: {prompt_key!r} is empty")
