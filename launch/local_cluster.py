@@ -5,7 +5,7 @@
     python launch/local_cluster.py stop
 
 The head binds to 127.0.0.1 on free ports with its own temp dir, in its own process group, so
-stopping it ends exactly the processes it started — never `ray stop`, which would end every
+stopping it ends exactly the processes it started — never Ray's global stop command, which ends every
 Ray process on the machine.
 """
 

@@ -96,10 +96,9 @@ class Stages:
     def take_scored(self, partition: str, groups: int, timeout_s: float, min_version: int | None = None) -> list[tuple[Any, Any]]:
         """Wait for `groups` complete scored groups; returns (sample_ref, reward_ref) pairs."""
         deadline = time.monotonic() + timeout_s
-        task = "train" if partition == "train" else partition
-        while True:
+        while True:  # the consumer task is named after the partition it drains
             taken = ray.get(self.store.get.remote(
-                task, ["sample", "reward"], groups, whole_groups=True, clear=True, partition=partition,
+                partition, ["sample", "reward"], groups, whole_groups=True, clear=True, partition=partition,
                 min_version=min_version, timeout_s=HEALTH_CHECK_S))
             if taken:
                 return [(fields["sample"], fields["reward"]) for _, fields in taken]
@@ -162,7 +161,8 @@ class Trainer:
                     for p in self.eval_prompts]
         ray.get(stages.store.put.remote([{"partition": "eval", "fields": {"request": r}} for r in requests]))
         pairs = stages.take_scored("eval", len(requests), self.config.rollout.batch_timeout_s)
-        scored = [ScoredSample(sample, reward) for sample, reward in zip(*[ray.get(list(refs)) for refs in zip(*pairs)])]
+        values = ray.get([ref for pair in pairs for ref in pair])  # one fetch: sample, reward, sample, ...
+        scored = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
         return accuracy_metrics(scored)
 
     def run(self) -> dict[str, Any]:
@@ -226,8 +226,8 @@ class Trainer:
             summary["final_model"] = str(self.run_dir / "final")
         if config.logging.plots:
             summary["plots"] = str(plot_curves(log.history, self.run_dir / "plots.png", config.run.name))
-        log.summary({key: value for part in ("eval_before", "eval_after") for key, value in
-                     {f"{part}/accuracy": summary.get(part, {}).get("eval/accuracy")}.items() if value is not None})
+        log.summary({f"{part}/accuracy": summary[part]["eval/accuracy"]
+                     for part in ("eval_before", "eval_after") if part in summary})
         log.close()
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
