@@ -125,6 +125,7 @@ class TrainBatch:
     advantages: torch.Tensor  # [B, R] float, 0 at masked positions
     group_index: torch.Tensor  # [B] long, dense group id within the batch
     policy_versions: torch.Tensor  # [B] long
+    step_ids: torch.Tensor  # [B, R] long, step (turn) index within the response, −1 where masked
 
     @property
     def prompt_width(self) -> int:

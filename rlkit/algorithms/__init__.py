@@ -1,23 +1,33 @@
-"""Policy-gradient math: advantage estimators, policy losses, aggregation, KL estimators.
+"""Policy-gradient math: advantage estimators, policy losses, regularisers, aggregation, KL.
 
 Pure torch, no distributed or engine imports, so every formula is unit-testable against the
-vectors in ALGORITHMS.md. Adding a method is one module plus one registry line.
+vectors in ALGORITHMS.md. Adding a method is one module in `methods/` plus one import line.
 """
 
-from rlkit.algorithms.advantages import ADVANTAGES, AdvantageInputs, compute_advantages
+from rlkit.algorithms.advantages import ADVANTAGES, AdvantageInputs, AdvantageResult, compute_advantages
 from rlkit.algorithms.aggregation import AGG_MODES, Denominators, aggregate
-from rlkit.algorithms.losses import POLICY_LOSSES, PolicyLossInputs, actor_loss
+from rlkit.algorithms.components import NEEDS
+from rlkit.algorithms.kl import KL_ESTIMATORS
+from rlkit.algorithms.losses import POLICY_LOSSES, REGULARIZERS, LossTerms, PolicyLossInputs, actor_loss
 from rlkit.algorithms.options import AlgorithmOptions
+from rlkit.algorithms import methods  # noqa: F401  (registers every method)
+from rlkit.algorithms.needs import required_inputs
 
 __all__ = [
     "ADVANTAGES",
     "AGG_MODES",
+    "KL_ESTIMATORS",
+    "NEEDS",
     "POLICY_LOSSES",
+    "REGULARIZERS",
     "AdvantageInputs",
+    "AdvantageResult",
     "AlgorithmOptions",
     "Denominators",
+    "LossTerms",
     "PolicyLossInputs",
     "actor_loss",
     "aggregate",
     "compute_advantages",
+    "required_inputs",
 ]

@@ -1,26 +1,27 @@
-"""Policy losses and the total actor loss.
+"""Policy losses, add-on regularisers, and the total actor loss.
 
-A policy loss maps per-token inputs to a per-token loss plus per-token diagnostics; the
-aggregation (token-mean etc.) and the shared KL / entropy terms are applied once, here, so
-every registered loss gets them the same way. The learner never asks which loss is active.
+A policy loss maps per-token inputs to a per-token loss plus diagnostics; aggregation
+(token-mean etc.), the entropy bonus, the KL-to-reference term and any registered regularisers
+are applied once, here, so every loss gets them the same way. The learner never asks which
+method is active. Losses and regularisers live in `rlkit/algorithms/methods/`, one file each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import torch
 
 from rlkit.algorithms.aggregation import Denominators, aggregate
+from rlkit.algorithms.components import ComponentRegistry
 from rlkit.algorithms.kl import kl_penalty
 from rlkit.algorithms.options import AlgorithmOptions
-from rlkit.registry import Registry
 
 
 @dataclass(frozen=True)
 class PolicyLossInputs:
-    """Per-token tensors of one micro-batch, all [B, R]."""
+    """Per-token tensors of one micro-batch, all [B, R]. Masked positions may hold anything."""
 
     log_prob: torch.Tensor  # current policy; carries the gradient
     old_log_prob: torch.Tensor  # policy that the ratio is taken against (constant)
@@ -28,99 +29,69 @@ class PolicyLossInputs:
     response_mask: torch.Tensor  # 1 = token counts
     entropy: torch.Tensor | None = None  # full-vocabulary entropy of the current logits
     ref_log_prob: torch.Tensor | None = None  # frozen reference policy (KL term)
+    old_entropy: torch.Tensor | None = None  # entropy of the old policy (STEER), constant
+    step_ids: torch.Tensor | None = None  # long, step index within the response, −1 masked (LLDS)
+    answer_mask: torch.Tensor | None = None  # 0 = non-answer token (LLDS mask_answer)
+    generator: torch.Generator | None = None  # randomness of the loss (Clip-Cov's token choice)
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """Boolean mask of the tokens that count."""
+        return self.response_mask > 0
 
 
 @dataclass
 class LossTerms:
-    """What a policy loss returns: the per-token loss and per-token diagnostics (0/1 or values)."""
+    """What a policy loss or regulariser returns for one micro-batch."""
 
-    per_token: torch.Tensor  # [B, R]
-    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B, R], token-mean'd
-
-
-@dataclass(frozen=True)
-class PolicyLoss:
-    """A registered loss: its hyperparameter dataclass and the function."""
-
-    options: type
-    fn: Callable[[PolicyLossInputs, Any], LossTerms]
+    per_token: torch.Tensor  # [B, R]; aggregated by the caller
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B, R], logged as a token-mean
+    stats: dict[str, float] = field(default_factory=dict)  # scalars; *_min / *_max merge by min / max, others add
 
 
-POLICY_LOSSES: Registry[PolicyLoss] = Registry("policy loss")
+POLICY_LOSSES = ComponentRegistry("policy loss")
+REGULARIZERS = ComponentRegistry("regularizer")
 
 
-def register_loss(name: str, options: type):
-    """Decorator: `@register_loss("grpo", GrpoLossOptions)` on fn(inputs, options) -> LossTerms."""
-
-    def add(fn):
-        POLICY_LOSSES.register(name)(PolicyLoss(options=options, fn=fn))
-        return fn
-
-    return add
+def masked_log_ratio(inputs: PolicyLossInputs) -> torch.Tensor:
+    """ℓ − ℓ_old on valid tokens and 0 elsewhere, so junk at masked positions cannot reach
+    an exp() or a gradient."""
+    difference = inputs.log_prob - inputs.old_log_prob
+    return torch.where(inputs.valid, difference, torch.zeros_like(difference))
 
 
-def loss_options(name: str, values: Mapping[str, Any] | None) -> Any:
-    """Build a loss's options dataclass from recipe values (unknown keys raise TypeError)."""
-    return POLICY_LOSSES.get(name).options(**dict(values or {}))
+def masked_mean(values: torch.Tensor, valid: torch.Tensor, epsilon: float = 0.0) -> torch.Tensor:
+    """Mean of `values` over the valid positions of this micro-batch (0 if there are none)."""
+    weights = valid.to(values.dtype)
+    total = torch.where(valid, values, torch.zeros_like(values)).sum()
+    count = weights.sum()
+    if epsilon:
+        return total / (count + epsilon)
+    return total / count if count > 0 else total * 0.0
 
 
-@dataclass(frozen=True)
-class GrpoLossOptions:
-    """PPO-clip with dual clip, as GRPO uses it (ALGORITHMS.md §1.2)."""
-
-    clip_ratio_low: float = 0.2
-    """ε_low: the ratio is clipped below at 1 − ε_low."""
-    clip_ratio_high: float = 0.2
-    """ε_high: the ratio is clipped above at 1 + ε_high (DAPO's clip-higher uses 0.28)."""
-    clip_ratio_c: float = 3.0
-    """Dual-clip bound c (> 1): for A < 0 the loss is capped at −A·c."""
-
-    def __post_init__(self) -> None:
-        if not self.clip_ratio_c > 1.0:
-            raise ValueError(f"clip_ratio_c must be > 1 (got {self.clip_ratio_c}): dual clip caps −A·ρ at −A·c")
-        if self.clip_ratio_low < 0 or self.clip_ratio_high < 0:
-            raise ValueError("clip_ratio_low and clip_ratio_high must be ≥ 0")
-
-
-def ppo_clip_terms(inputs: PolicyLossInputs, options: GrpoLossOptions) -> LossTerms:
-    """Per-token clipped surrogate; reused by losses that reweight or regularise it."""
-    delta = torch.clamp(inputs.log_prob - inputs.old_log_prob, -20.0, 20.0)
-    ratio = torch.exp(delta)
-    advantages = inputs.advantages
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - options.clip_ratio_low, 1.0 + options.clip_ratio_high)
-    band = torch.maximum(unclipped, clipped)
-    dual = -advantages * options.clip_ratio_c
-    per_token = torch.where(advantages < 0, torch.minimum(dual, band), band)
-    return LossTerms(
-        per_token=per_token,
-        diagnostics={
-            "pg_clipfrac": (clipped > unclipped).float(),
-            "pg_clipfrac_lower": ((band > dual) & (advantages < 0)).float(),
-            "ppo_kl": (inputs.old_log_prob - inputs.log_prob).detach(),
-        },
-    )
-
-
-register_loss("grpo", GrpoLossOptions)(ppo_clip_terms)
+def masked_extreme(values: torch.Tensor, valid: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """min or max of `values` over valid positions; NaN when there are none (merged as unknown)."""
+    chosen = values[valid]
+    return float(reduce(chosen)) if chosen.numel() else float("nan")
 
 
 def actor_loss(
     inputs: PolicyLossInputs, config: AlgorithmOptions, denominators: Denominators
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss of one micro-batch: pg − entropy_coeff·H + kl_coef·KL, each aggregated alike.
+    """Total loss of one micro-batch: pg − entropy_coeff·H + kl_coef·KL + Σ regularisers.
 
-    The loss and every metric are this micro-batch's contribution to the mini-batch value
-    (see `aggregate`): summing them over micro-batches and ranks gives the mini-batch number.
+    The loss and every additive metric are this micro-batch's contribution to the mini-batch
+    value (see `aggregate`): summing them over micro-batches and ranks gives the mini-batch
+    number. Metrics ending in _min / _max are extremes of this micro-batch.
     """
     loss = POLICY_LOSSES.get(config.loss)
-    terms = loss.fn(inputs, loss.options(**dict(config.loss_options or {})))
+    terms = loss.fn(inputs, loss.build_options(config.loss_options))
     mask, mode = inputs.response_mask, config.loss_agg_mode
     pg_loss = aggregate(terms.per_token, mask, mode, denominators)
     total = pg_loss
     metrics = {"pg_loss": float(pg_loss.detach())}
-    for name, values in terms.diagnostics.items():
-        metrics[name] = float(aggregate(values.detach().float(), mask, "token-mean", denominators))
+    metrics.update(_term_metrics(terms, mask, denominators, prefix=""))
     if inputs.entropy is not None:
         entropy = aggregate(inputs.entropy, mask, mode, denominators)
         metrics["entropy"] = float(aggregate(inputs.entropy.detach(), mask, "token-mean", denominators))
@@ -132,5 +103,32 @@ def actor_loss(
         kl = aggregate(kl_penalty(inputs.log_prob, inputs.ref_log_prob, config.kl_type), mask, mode, denominators)
         total = total + config.kl_coef * kl
         metrics["kl_loss"] = float(kl.detach())
+    for name, values in (config.regularizers or {}).items():
+        regularizer = REGULARIZERS.get(name)
+        extra = regularizer.fn(inputs, regularizer.build_options(values))
+        value = aggregate(extra.per_token, mask, "token-mean", denominators)
+        total = total + value
+        metrics[f"{name}/loss"] = float(value.detach())
+        metrics.update(_term_metrics(extra, mask, denominators, prefix=f"{name}/"))
     metrics["loss"] = float(total.detach())
     return total, metrics
+
+
+def _term_metrics(terms: LossTerms, mask: torch.Tensor, denominators: Denominators, prefix: str) -> dict[str, float]:
+    metrics = {
+        prefix + name: float(aggregate(values.detach().to(mask.dtype), mask, "token-mean", denominators))
+        for name, values in terms.diagnostics.items()
+    }
+    metrics.update({prefix + name: float(value) for name, value in terms.stats.items()})
+    return metrics
+
+
+def merge_metric(name: str, left: float, right: float) -> float:
+    """Combine one metric of two micro-batches or ranks: extremes by min/max (ignoring NaN =
+    no valid token), everything else by addition (they are contributions)."""
+    if name.endswith("_min") or name.endswith("_max"):
+        values = [value for value in (left, right) if value == value]
+        if not values:
+            return float("nan")
+        return min(values) if name.endswith("_min") else max(values)
+    return left + right

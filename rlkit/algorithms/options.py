@@ -11,11 +11,11 @@ class AlgorithmOptions:
     """Advantage estimator, policy loss and the regularisers added to it."""
 
     advantage: str = "grpo"
-    """Advantage estimator name (registry `advantages`)."""
+    """Advantage estimator name (registry `advantages`; see docs/algorithms.md)."""
     advantage_options: dict[str, Any] = field(default_factory=dict)
     """Hyperparameters of the advantage estimator; each estimator declares its own (see docs/algorithms.md)."""
     loss: str = "grpo"
-    """Policy loss name (registry `losses`)."""
+    """Policy loss name (registry `losses`; see docs/algorithms.md)."""
     loss_options: dict[str, Any] = field(default_factory=dict)
     """Hyperparameters of the policy loss; each loss declares its own (e.g. grpo: clip_ratio_low/high, clip_ratio_c)."""
     loss_agg_mode: str = "token-mean"
@@ -26,3 +26,7 @@ class AlgorithmOptions:
     """Weight of the KL-to-reference loss; 0 turns it off and no reference model is kept."""
     kl_type: str = "low_var_kl"
     """KL estimator: k1 | k2 | low_var_kl (k3) | abs, with a '+' suffix for straight-through (k2 gradient)."""
+    regularizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Add-on loss terms by name with their options, e.g. {llds: {no_reduce_lambda: 0.2}}; each is a token-mean added to the loss."""
+    seed: int = 0
+    """Seed of the loss's own randomness (Clip-Cov's token choice), combined with the step and rank."""

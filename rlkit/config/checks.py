@@ -10,8 +10,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from rlkit.algorithms import ADVANTAGES, AGG_MODES, POLICY_LOSSES
-from rlkit.algorithms.kl import KL_TYPES
+from rlkit.algorithms import ADVANTAGES, AGG_MODES, KL_ESTIMATORS, NEEDS, POLICY_LOSSES, REGULARIZERS
+from rlkit.algorithms.needs import needers, required_inputs
 from rlkit.config.schema import TrainConfig
 from rlkit.models import check_model_available
 from rlkit.registry import Registry, did_you_mean
@@ -51,9 +51,9 @@ def _options(registry: Registry, name: str, key: str, values: dict[str, Any]) ->
             for k in unknown
         ]
     try:
-        options_cls(**values)
-    except (TypeError, ValueError) as error:
-        return [f"{key}: {error}"]
+        registry.get(name).build_options(values)
+    except (TypeError, ValueError, KeyError) as error:
+        return [f"{key} ({registry.kind} {name!r}): {error}"]
     return []
 
 
@@ -69,17 +69,34 @@ def _check_names(config: TrainConfig) -> list[str]:
             f"algorithm.loss_agg_mode: unknown mode {algorithm.loss_agg_mode!r}"
             f"{did_you_mean(algorithm.loss_agg_mode, list(AGG_MODES))}; valid: {', '.join(AGG_MODES)}"
         )
-    if algorithm.kl_type not in KL_TYPES:
-        problems.append(f"algorithm.kl_type: unknown estimator {algorithm.kl_type!r}; valid: {', '.join(KL_TYPES)}")
+    problems += _registry_name(KL_ESTIMATORS, "algorithm.kl_type", algorithm.kl_type)
+    for name, values in (algorithm.regularizers or {}).items():
+        problems += _registry_name(REGULARIZERS, "algorithm.regularizers", name)
+        if not isinstance(values, dict):
+            problems.append(f"algorithm.regularizers.{name}: give its options as a mapping ({{}} for the defaults)")
+            continue
+        problems += _options(REGULARIZERS, name, f"algorithm.regularizers.{name}", values)
     if algorithm.kl_coef < 0 or algorithm.entropy_coeff < 0:
         problems.append("algorithm.kl_coef and algorithm.entropy_coeff must be ≥ 0 (0 turns the term off)")
+    if not problems:
+        problems += _check_needs(config)
     return problems
+
+
+def _check_needs(config: TrainConfig) -> list[str]:
+    """A method whose term would be identically 0 with this learner setup is an error, not a silent no-op."""
+    learner = config.learner
+    needs = required_inputs(config.algorithm)
+    if "off_policy" in needs["loss"] | needs["advantage"] and learner.mini_batches == 1 and learner.ppo_epochs == 1:
+        who = ", ".join(needers(config.algorithm, "off_policy"))
+        return [f"algorithm: {who} needs {NEEDS['off_policy']}; both are 1 now"]
+    return []
 
 
 def _check_batching(config: TrainConfig) -> list[str]:
     rollout, learner = config.rollout, config.learner
     problems = []
-    if rollout.n < 2 and config.algorithm.advantage == "grpo":
+    if rollout.n < 2:
         problems.append(
             f"rollout.n={rollout.n}: group-relative advantages need at least 2 samples per prompt "
             "(a group of one has no baseline: its advantage is the raw score); set rollout.n ≥ 2"

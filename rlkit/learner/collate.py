@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from rlkit.algorithms.steps import step_ids_from_mask
 from rlkit.types import ScoredSample, TrainBatch
 
 
@@ -53,6 +54,7 @@ def collate(scored: list[ScoredSample], pad_token_id: int) -> TrainBatch:
         advantages=torch.zeros((rows, response_width), dtype=torch.float32),
         group_index=torch.tensor([groups.setdefault(s.group_uid, len(groups)) for s in samples], dtype=torch.long),
         policy_versions=torch.tensor([sample.policy_version for sample in samples], dtype=torch.long),
+        step_ids=step_ids_from_mask(response_mask, [sample.turn_boundaries for sample in samples]),
     )
 
 
@@ -96,4 +98,5 @@ def trim_padding(batch: TrainBatch) -> TrainBatch:
         advantages=batch.advantages[:, response],
         group_index=batch.group_index,
         policy_versions=batch.policy_versions,
+        step_ids=batch.step_ids[:, response],
     )

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, PolicyLossInputs, actor_loss
-from rlkit.algorithms import compute_advantages
+from rlkit.algorithms import compute_advantages, required_inputs
+from rlkit.algorithms.losses import merge_metric
 from rlkit.learner.collate import collate, trim_padding
 from rlkit.learner.logprobs import batch_logprobs
 from rlkit.learner.options import LearnerOptions
@@ -162,6 +163,8 @@ class LearnerWorker:
         self.device = torch.device("cpu")
         self.pad_token_id = 0
         self._nonfinite = torch.zeros(())
+        self.steps_trained = 0  # seeds the loss's own randomness (Clip-Cov) per step
+        self._loss_draws = 0
 
     # ---------------------------------------------------------------- setup
 
@@ -266,15 +269,19 @@ class LearnerWorker:
 
     def train_step(self, scored: list[ScoredSample]) -> dict[str, float]:
         """One train step on the whole batch `scored` (identical on every rank): advantages,
-        then `mini_batches` × `ppo_epochs` optimizer updates. Returns metrics merged over ranks."""
+        then `mini_batches` × `ppo_epochs` optimizer updates. Returns metrics merged over ranks.
+
+        Old log-probs (and old entropies, for methods that need them) come from a no-grad pass
+        before the first update whenever the batch takes more than one update; with a single
+        update the first forward is the old policy, so its values (detached) are used instead.
+        An advantage estimator that needs old entropies (EMPG) gets the pass in any case, over
+        the whole batch (each rank computes its rows, then they are summed across ranks).
+        """
         start = time.perf_counter()
         engine = self._require_engine()
+        needs = required_inputs(self.algorithm)
+        self._loss_draws = 0
         batch = collate(scored, self.pad_token_id)
-        batch.advantages = compute_advantages(
-            self.algorithm.advantage,
-            AdvantageInputs(scores=batch.scores, group_index=batch.group_index, response_mask=batch.response_mask),
-            self.algorithm.advantage_options,
-        )
         plan = plan_mini_batches(
             batch.attention_mask[:, batch.prompt_width :].sum(dim=1),
             self.options.mini_batches,
@@ -284,45 +291,87 @@ class LearnerWorker:
             self.options.logprob_chunk_size,
         )
         on_policy = self.options.mini_batches == 1 and self.options.ppo_epochs == 1
-        old = None if on_policy else self._precompute(engine, batch, plan)
-        reference = self._precompute(self.reference, batch, plan) if self.reference is not None else None
+        entropy_for_advantage = "old_entropy" in needs["advantage"]
+        entropy_for_loss = "old_entropy" in needs["loss"] and not on_policy
+        old = old_entropy = None
+        if not on_policy or entropy_for_advantage:
+            old, old_entropy = self._precompute(
+                engine, batch, plan, entropy_for_advantage or entropy_for_loss, whole_batch=entropy_for_advantage
+            )
+            if on_policy:
+                old = None
+        reference = self._precompute(self.reference, batch, plan)[0] if self.reference is not None else None
+        advantage = compute_advantages(
+            self.algorithm.advantage,
+            AdvantageInputs(
+                scores=batch.scores,
+                group_index=batch.group_index,
+                response_mask=batch.response_mask,
+                components=_reward_components(scored),
+                old_entropy=old_entropy,
+                step_ids=batch.step_ids,
+            ),
+            self.algorithm.advantage_options,
+        )
+        batch.advantages = advantage.advantages
 
         updates: list[dict[str, float]] = []
         # Over this rank's rows in the first epoch: Σ mask, Σ mask·H, Σ mask·|ℓ_old − ℓ_rollout|.
         token_sums = torch.zeros(3, dtype=torch.float64)
+        olds = (old, old_entropy if "old_entropy" in needs["loss"] else None)
         for epoch in range(self.options.ppo_epochs):
             for mini in plan:
-                updates.append(self._update(engine, batch, mini, old, reference, token_sums if epoch == 0 else None))
+                updates.append(self._update(engine, batch, mini, olds, reference, token_sums if epoch == 0 else None))
         metrics = self._merge_metrics(updates, token_sums)
+        metrics.update({f"actor/{name}": value for name, value in advantage.metrics.items()})
         metrics["actor/lr"] = float(engine.optimizer.param_groups[0]["lr"])
         metrics["timing/train_s"] = time.perf_counter() - start
+        self.steps_trained += 1
         return metrics
 
     @torch.no_grad()
-    def _precompute(self, model, batch: TrainBatch, plan: list[MiniBatch]) -> Tensor:
-        """Log-probs [B, R] of this rank's rows under `model` (no gradient), before any update."""
-        out = torch.zeros_like(batch.response_mask)
+    def _precompute(
+        self, model, batch: TrainBatch, plan: list[MiniBatch], with_entropy: bool = False, whole_batch: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Log-probs (and entropies) [B, R] under `model` without gradient, before any update:
+        this rank's rows, or with `whole_batch` every row (summed over ranks)."""
+        logprob_out = torch.zeros_like(batch.response_mask)
+        entropy_out = torch.zeros_like(batch.response_mask) if with_entropy else None
         model.eval()
         for mini in plan:
             for micro in mini.micro_batches:
                 part = trim_padding(batch.select(micro.rows))
-                logprobs, _ = model(
-                    self._to_device(part), self.temperature, self.options.logprob_chunk_size, False, micro.chunks
+                # Fillers run too (ZeRO-3 needs the same module calls on every rank) but write nothing.
+                logprobs, entropies = model(
+                    self._to_device(part), self.temperature, self.options.logprob_chunk_size, with_entropy, micro.chunks
                 )
-                out[micro.rows, : logprobs.shape[1]] = logprobs.float().cpu()  # fillers: same values as their owner
-        return out
+                if micro.filler:
+                    continue
+                logprob_out[micro.rows, : logprobs.shape[1]] = logprobs.float().cpu()
+                if entropy_out is not None:
+                    entropy_out[micro.rows, : entropies.shape[1]] = entropies.float().cpu()
+        if whole_batch and self.world_size > 1:
+            import torch.distributed as dist
+
+            for tensor in (logprob_out, entropy_out):
+                if tensor is not None:
+                    buffer = tensor.to(self.device)
+                    dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+                    tensor.copy_(buffer.cpu())
+        return logprob_out, entropy_out
 
     def _update(
         self,
         engine,
         batch: TrainBatch,
         mini: MiniBatch,
-        old: Tensor | None,
+        olds: tuple[Tensor | None, Tensor | None],
         reference: Tensor | None,
         token_sums: Tensor | None,
     ) -> dict[str, float]:
         """Forward/backward every micro-batch of one mini-batch, then one optimizer step."""
         denominators = _denominators(batch, mini.rows)
+        old, old_entropy = olds
         sums: dict[str, float] = {}
         engine.train()
         last = len(mini.micro_batches) - 1
@@ -332,6 +381,7 @@ class LearnerWorker:
             logprobs, entropies = engine(part, self.temperature, self.options.logprob_chunk_size, True, micro.chunks)
             width = part.responses.shape[1]
             old_logprobs = logprobs.detach() if old is None else old[micro.rows, :width].to(self.device)
+            old_entropies = entropies.detach() if old_entropy is None else old_entropy[micro.rows, :width].to(self.device)
             loss, micro_metrics = actor_loss(
                 PolicyLossInputs(
                     log_prob=logprobs,
@@ -340,6 +390,9 @@ class LearnerWorker:
                     response_mask=part.response_mask,
                     entropy=entropies,
                     ref_log_prob=None if reference is None else reference[micro.rows, :width].to(self.device),
+                    old_entropy=old_entropies,
+                    step_ids=part.step_ids,
+                    generator=self._loss_generator(),
                 ),
                 self.algorithm,
                 denominators,
@@ -350,12 +403,19 @@ class LearnerWorker:
                 loss = loss * 0.0
             else:
                 for name, value in micro_metrics.items():
-                    sums[name] = sums.get(name, 0.0) + value
+                    sums[name] = merge_metric(name, sums[name], value) if name in sums else value
                 if token_sums is not None:
                     token_sums += _token_statistics(part, entropies, old_logprobs)
             # DeepSpeed averages gradients over ranks; the contributions must add up instead.
             engine.backward(loss * self.world_size, scale_wrt_gas=False)
         return {**sums, **self._step(engine)}
+
+    def _loss_generator(self) -> torch.Generator:
+        """Randomness for the loss (Clip-Cov's token choice): reproducible per seed, step, rank and
+        micro-batch, and different across them."""
+        self._loss_draws += 1
+        key = (self.algorithm.seed, self.steps_trained, self.rank, self._loss_draws)
+        return torch.Generator().manual_seed(hash(key) & (2**63 - 1))
 
     def _step(self, engine) -> dict[str, float]:
         """Apply the accumulated gradient, or skip the update if any rank saw a non-finite one."""
@@ -394,14 +454,18 @@ class LearnerWorker:
             per_update: dict[str, float] = {}
             for rank_updates, _ in gathered:
                 for name, value in rank_updates[index].items():
-                    if name in ("skipped", "grad_norm"):
-                        per_update[name] = value  # identical on every rank
+                    if name in ("skipped", "grad_norm") or name not in per_update:
+                        per_update[name] = value  # skipped and grad_norm are identical on every rank
                     else:
-                        per_update[name] = per_update.get(name, 0.0) + value
+                        per_update[name] = merge_metric(name, per_update[name], value)
             for name, value in per_update.items():
                 if name == "skipped":
                     continue
                 if name == "grad_norm" and per_update["skipped"]:
+                    continue
+                if _is_extreme(name):  # the extreme over all updates, not their mean
+                    merged[name] = merge_metric(name, merged[name], value) if name in merged else value
+                    counts[name] = 1
                     continue
                 merged[name] = merged.get(name, 0.0) + value
                 counts[name] = counts.get(name, 0) + 1
@@ -434,6 +498,7 @@ class LearnerWorker:
             advantages=torch.zeros((1, width)),
             group_index=torch.zeros(1, dtype=torch.long),
             policy_versions=torch.zeros(1, dtype=torch.long),
+            step_ids=torch.zeros((1, width), dtype=torch.long),
         )
         engine.eval()
         logprobs, _ = engine(self._to_device(batch), self.temperature, self.options.logprob_chunk_size, False)
@@ -501,6 +566,19 @@ class LearnerWorker:
         if self.device.type == "cpu":
             return batch
         return TrainBatch(**{name: getattr(batch, name).to(self.device) for name in batch.__dataclass_fields__})
+
+
+def _is_extreme(name: str) -> bool:
+    return name.endswith("_min") or name.endswith("_max")
+
+
+def _reward_components(scored: list[ScoredSample]) -> dict[str, Tensor]:
+    """Named reward components [B] (NaN where a sample's reward did not return that name)."""
+    names = sorted({name for item in scored for name in item.reward.components})
+    return {
+        name: torch.tensor([item.reward.components.get(name, float("nan")) for item in scored], dtype=torch.float64)
+        for name in names
+    }
 
 
 def _denominators(batch: TrainBatch, rows: Tensor) -> Denominators:

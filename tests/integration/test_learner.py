@@ -76,7 +76,7 @@ def reference_training(
         batch.advantages = compute_advantages(
             algorithm.advantage, AdvantageInputs(batch.scores, batch.group_index, batch.response_mask),
             algorithm.advantage_options,
-        )
+        ).advantages
         with torch.no_grad():
             old = naive_logprobs(model, batch, TEMPERATURE)[0]
             reference = naive_logprobs(frozen, batch, TEMPERATURE)[0]

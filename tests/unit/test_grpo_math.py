@@ -11,7 +11,7 @@ import torch
 
 from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, PolicyLossInputs, actor_loss, aggregate, compute_advantages
 from rlkit.algorithms.kl import kl_penalty
-from rlkit.algorithms.losses import GrpoLossOptions, ppo_clip_terms
+from rlkit.algorithms.methods.grpo import GrpoLossOptions, ppo_clip_terms
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "grpo.json").read_text())["vectors"]
 BY_NAME = {vector["name"]: vector for vector in VECTORS}
@@ -42,7 +42,7 @@ def test_grpo_outcome_advantage_matches_vectors(norm_by_std: bool) -> None:
         "grpo",
         AdvantageInputs(scores=scores, group_index=dense_groups(inputs["index"]), response_mask=mask),
         {"norm_adv_by_std": norm_by_std, "epsilon": inputs["epsilon"]},
-    )
+    ).advantages
     close(advantages, outputs[key]["token_advantages"])
 
 
