@@ -63,8 +63,13 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def read_recipe(path: str | Path) -> dict[str, Any]:
-    """A recipe's YAML as a dict (`yaml.safe_load`: no object construction)."""
+def read_recipe(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's YAML as a dict (`yaml.safe_load`: no object construction).
+
+    A recipe may start from another: `base: other.yaml` (a path relative to the recipe's own
+    folder) loads that one first and merges this one over it, mapping by mapping, so a method
+    recipe states only what differs from the recipe it compares against.
+    """
     recipe = Path(path)
     if not recipe.is_file():
         raise ConfigError(str(path), [f"recipe file not found: {recipe.resolve()} (recipes live in recipes/, e.g. recipes/tiny_cpu.yaml)"])
@@ -74,7 +79,17 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"not valid YAML: {error}"]) from None
     if not isinstance(content, dict):
         raise ConfigError(str(path), [f"a recipe must be a mapping of sections, got {type(content).__name__}"])
-    return content
+    base = content.pop("base", None)
+    if base is None:
+        return content
+    if not isinstance(base, str):
+        raise ConfigError(str(path), [f"base: give the path of the recipe this one starts from, got {base!r}"])
+    base_path = (recipe.parent / base).resolve()
+    chain = (*_chain, recipe.resolve())
+    if base_path in chain:
+        cycle = " -> ".join(str(item) for item in (*chain, base_path))
+        raise ConfigError(str(path), [f"base: recipes include each other in a cycle ({cycle})"])
+    return deep_merge(read_recipe(base_path, chain), content)
 
 
 def all_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:

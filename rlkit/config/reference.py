@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from rlkit.algorithms import ADVANTAGES, POLICY_LOSSES
+from rlkit.algorithms import ADVANTAGES, POLICY_LOSSES, REGULARIZERS
 from rlkit.config.fielddocs import field_docs, walk_fields
 from rlkit.config.schema import TrainConfig
 
@@ -17,13 +17,21 @@ def _default(value: object) -> str:
     return text.replace("|", "\\|")
 
 
+def _option_default(spec: dataclasses.Field) -> str:
+    if spec.default is not dataclasses.MISSING:
+        return f"`{_default(spec.default)}`"
+    if spec.default_factory is not dataclasses.MISSING:
+        return f"`{_default(spec.default_factory())}`"
+    return "**required**"
+
+
 def _options_table(kind: str, registry) -> list[str]:
     lines = [f"### {kind} options", "", "| name | option | default | meaning |", "|---|---|---|---|"]
     for name in registry.names():
         options = registry.get(name).options
         docs = field_docs(options)
         for spec in dataclasses.fields(options):
-            lines.append(f"| `{name}` | `{spec.name}` | `{_default(spec.default)}` | {docs.get(spec.name, '')} |")
+            lines.append(f"| `{name}` | `{spec.name}` | {_option_default(spec)} | {docs.get(spec.name, '')} |")
     return lines + [""]
 
 
@@ -43,10 +51,12 @@ def markdown() -> str:
             lines += ["", f"## `{top}`", "", "| key | default | meaning |", "|---|---|---|"]
         lines.append(f"| `{key}` | `{_default(default)}` | {doc} |")
     lines += ["", "## Component options", "",
-              "Each estimator and loss declares its own hyperparameters, set under "
-              "`algorithm.advantage_options` and `algorithm.loss_options`.", ""]
+              "Each estimator, loss and regulariser declares its own hyperparameters, set under "
+              "`algorithm.advantage_options`, `algorithm.loss_options` and `algorithm.regularizers.<name>`; "
+              "docs/algorithms.md explains each method.", ""]
     lines += _options_table("Advantage estimator", ADVANTAGES)
     lines += _options_table("Policy loss", POLICY_LOSSES)
+    lines += _options_table("Regularizer", REGULARIZERS)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -414,8 +414,7 @@ class LearnerWorker:
         """Randomness for the loss (Clip-Cov's token choice): reproducible per seed, step, rank and
         micro-batch, and different across them."""
         self._loss_draws += 1
-        key = (self.algorithm.seed, self.steps_trained, self.rank, self._loss_draws)
-        return torch.Generator().manual_seed(hash(key) & (2**63 - 1))
+        return torch.Generator().manual_seed(loss_seed(self.algorithm.seed, self.steps_trained, self.rank, self._loss_draws))
 
     def _step(self, engine) -> dict[str, float]:
         """Apply the accumulated gradient, or skip the update if any rank saw a non-finite one."""
@@ -566,6 +565,12 @@ class LearnerWorker:
         if self.device.type == "cpu":
             return batch
         return TrainBatch(**{name: getattr(batch, name).to(self.device) for name in batch.__dataclass_fields__})
+
+
+def loss_seed(seed: int, step: int, rank: int, draw: int) -> int:
+    """Seed of the loss's generator for one micro-batch: the same inputs give the same seed in
+    every process (integer tuples hash deterministically), different inputs differ."""
+    return hash((seed, step, rank, draw)) & (2**63 - 1)
 
 
 def _is_extreme(name: str) -> bool:
