@@ -11,6 +11,8 @@ no algorithm math; the only module that wires stages together.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import time
 from dataclasses import dataclass, field
@@ -70,7 +72,10 @@ class Stages:
                               config.reward.processes_per_worker, env=env)
             for i in range(config.reward.num_workers)
         ]
-        learners = LearnerGroup(model_path, config.learner, config.algorithm, config.rollout.sampling.temperature, env=env)
+        algorithm = config.algorithm
+        if algorithm.loss_scale_factor is None:  # Dr.GRPO's constant: the response budget
+            algorithm = dataclasses.replace(algorithm, loss_scale_factor=float(config.rollout.sampling.max_new_tokens))
+        learners = LearnerGroup(model_path, config.learner, algorithm, config.rollout.sampling.temperature, env=env)
         ray.get([actor.ready.remote() for actor in rollout + reward])
         dtype = config.rollout.engine_options.dtype if config.sync.dtype == "auto" else config.sync.dtype
         names = [f"rollout-{i}" for i in range(len(rollout))]

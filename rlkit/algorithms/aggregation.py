@@ -20,15 +20,15 @@ class Denominators:
 
     tokens: float  # Σ response_mask over the whole mini-batch
     sequences: float  # rows with at least one valid token in the whole mini-batch
-    response_width: int  # T, padded response length (seq-mean-token-sum-norm's constant)
+    response_width: float  # T, padded response length (seq-mean-token-sum-norm's constant)
 
     @staticmethod
-    def of(response_mask: torch.Tensor, response_width: int | None = None) -> "Denominators":
+    def of(response_mask: torch.Tensor, response_width: float | None = None) -> "Denominators":
         """Statistics of a whole mini-batch mask [B, R]."""
         return Denominators(
             tokens=float(response_mask.sum()),
             sequences=float((response_mask.sum(dim=-1) > 0).sum()),
-            response_width=int(response_width if response_width is not None else response_mask.shape[-1]),
+            response_width=float(response_width if response_width is not None else response_mask.shape[-1]),
         )
 
 

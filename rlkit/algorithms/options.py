@@ -20,6 +20,8 @@ class AlgorithmOptions:
     """Hyperparameters of the policy loss; each loss declares its own (e.g. grpo: clip_ratio_low/high, clip_ratio_c)."""
     loss_agg_mode: str = "token-mean"
     """How per-token losses become one number: token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm (Dr.GRPO)."""
+    loss_scale_factor: float | None = None
+    """The constant seq-mean-token-sum-norm divides by; None = the response budget rollout.sampling.max_new_tokens (verl: the padded response length)."""
     entropy_coeff: float = 0.0
     """Weight of the entropy bonus (subtracted from the loss); 0 turns it off."""
     kl_coef: float = 0.0

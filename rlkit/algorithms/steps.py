@@ -16,24 +16,21 @@ import torch
 def step_ids_from_mask(response_mask: torch.Tensor, turn_starts: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
     """Per-token step index [B, R] (long), −1 at masked positions.
 
-    With `turn_starts` (per row, the token offsets where a turn starts, as an environment
-    records them) a step is a turn. Without, a step is a maximal run of valid tokens: the
-    masked observation tokens between turns separate them, and a single-turn response is
-    one step.
+    A row with `turn_starts` (the token offsets where its turns start, as an environment
+    records them) has one step per turn. A row without has one step per maximal run of valid
+    tokens: the masked observation tokens between turns separate them, and a single-turn
+    response is one step.
     """
     valid = response_mask > 0
-    rows, width = valid.shape
-    if turn_starts is not None and any(len(starts) for starts in turn_starts):
-        starts = torch.zeros((rows, width), dtype=torch.long, device=response_mask.device)
-        for row, offsets in enumerate(turn_starts):
+    previous = torch.nn.functional.pad(valid[:, :-1], (1, 0), value=False)
+    ids = ((valid & ~previous).long().cumsum(dim=1) - 1).clamp(min=0)
+    for row, offsets in enumerate(turn_starts or ()):
+        if len(offsets):  # this row recorded its turns: they define its steps
+            starts = torch.zeros(valid.shape[1], dtype=torch.long, device=response_mask.device)
             for offset in offsets:
-                if 0 < offset < width:
-                    starts[row, offset] = 1
-        ids = starts.cumsum(dim=1)
-    else:
-        previous = torch.nn.functional.pad(valid[:, :-1], (1, 0), value=False)
-        ids = (valid & ~previous).long().cumsum(dim=1) - 1
-        ids = ids.clamp(min=0)
+                if 0 < offset < valid.shape[1]:
+                    starts[offset] = 1
+            ids[row] = starts.cumsum(dim=0)
     return torch.where(valid, ids, torch.full_like(ids, -1))
 
 

@@ -87,10 +87,17 @@ def _check_needs(config: TrainConfig) -> list[str]:
     """A method whose term would be identically 0 with this learner setup is an error, not a silent no-op."""
     learner = config.learner
     needs = required_inputs(config.algorithm)
+    problems = []
     if "off_policy" in needs["loss"] | needs["advantage"] and learner.mini_batches == 1 and learner.ppo_epochs == 1:
         who = ", ".join(needers(config.algorithm, "off_policy"))
-        return [f"algorithm: {who} needs {NEEDS['off_policy']}; both are 1 now"]
-    return []
+        problems.append(f"algorithm: {who} needs {NEEDS['off_policy']}; both are 1 now")
+    llds = (config.algorithm.regularizers or {}).get("llds") or {}
+    if llds.get("mask_answer"):  # the option exists for the spec's vectors; samples carry no answer mask yet
+        problems.append(
+            "algorithm.regularizers.llds.mask_answer=true needs per-token answer masks, which no rollout "
+            "records yet; set it to false"
+        )
+    return problems
 
 
 def _check_batching(config: TrainConfig) -> list[str]:

@@ -17,6 +17,11 @@ def _default(value: object) -> str:
     return text.replace("|", "\\|")
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _option_default(spec: dataclasses.Field) -> str:
     if spec.default is not dataclasses.MISSING:
         return f"`{_default(spec.default)}`"
@@ -31,7 +36,7 @@ def _options_table(kind: str, registry) -> list[str]:
         options = registry.get(name).options
         docs = field_docs(options)
         for spec in dataclasses.fields(options):
-            lines.append(f"| `{name}` | `{spec.name}` | {_option_default(spec)} | {docs.get(spec.name, '')} |")
+            lines.append(f"| `{name}` | `{spec.name}` | {_option_default(spec)} | {_cell(docs.get(spec.name, ''))} |")
     return lines + [""]
 
 
@@ -49,7 +54,7 @@ def markdown() -> str:
         if top != section:
             section = top
             lines += ["", f"## `{top}`", "", "| key | default | meaning |", "|---|---|---|"]
-        lines.append(f"| `{key}` | `{_default(default)}` | {doc} |")
+        lines.append(f"| `{key}` | `{_default(default)}` | {_cell(doc)} |")
     lines += ["", "## Component options", "",
               "Each estimator, loss and regulariser declares its own hyperparameters, set under "
               "`algorithm.advantage_options`, `algorithm.loss_options` and `algorithm.regularizers.<name>`; "

@@ -28,7 +28,7 @@ class LearnerOptions:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value before each update; 0 turns clipping off."""
     micro_batch_size: int = 8
-    """Samples per forward/backward on one rank; memory knob only, the loss does not depend on it."""
+    """Samples per forward/backward on one rank; a memory knob: the loss does not depend on it, except for methods with micro-batch statistics (STEER, Clip-Cov, KL-Cov)."""
     mini_batches: int = 1
     """Optimizer updates per train step: the batch is split into this many mini-batches by whole rows."""
     ppo_epochs: int = 1

@@ -30,7 +30,7 @@ from rlkit.learner.collate import collate, trim_padding
 from rlkit.learner.logprobs import batch_logprobs
 from rlkit.learner.options import LearnerOptions
 from rlkit.models import cache_root
-from rlkit.types import ScoredSample, TrainBatch
+from rlkit.types import RewardStatus, ScoredSample, TrainBatch
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -370,7 +370,7 @@ class LearnerWorker:
         token_sums: Tensor | None,
     ) -> dict[str, float]:
         """Forward/backward every micro-batch of one mini-batch, then one optimizer step."""
-        denominators = _denominators(batch, mini.rows)
+        denominators = _denominators(batch, mini.rows, self.algorithm.loss_scale_factor)
         old, old_entropy = olds
         sums: dict[str, float] = {}
         engine.train()
@@ -578,18 +578,25 @@ def _is_extreme(name: str) -> bool:
 
 
 def _reward_components(scored: list[ScoredSample]) -> dict[str, Tensor]:
-    """Named reward components [B] (NaN where a sample's reward did not return that name)."""
+    """Named reward components [B]. A sample whose scoring failed has none: it gets 0, as its
+    score does; a scored sample that lacks a name others return gets NaN (estimators refuse it)."""
     names = sorted({name for item in scored for name in item.reward.components})
-    return {
-        name: torch.tensor([item.reward.components.get(name, float("nan")) for item in scored], dtype=torch.float64)
-        for name in names
-    }
+
+    def value(item: ScoredSample, name: str) -> float:
+        missing = 0.0 if item.reward.status != RewardStatus.OK else float("nan")
+        return float(item.reward.components.get(name, missing))
+
+    return {name: torch.tensor([value(item, name) for item in scored], dtype=torch.float64) for name in names}
 
 
-def _denominators(batch: TrainBatch, rows: Tensor) -> Denominators:
-    """Whole-mini-batch statistics; T is the longest response among these rows."""
+def _denominators(batch: TrainBatch, rows: Tensor, scale_factor: float | None = None) -> Denominators:
+    """Whole-mini-batch statistics. seq-mean-token-sum-norm's constant is `scale_factor` (the
+    response budget, set by the trainer); without one, the longest response among these rows."""
+    mask = batch.response_mask[rows]
+    if scale_factor is not None:
+        return Denominators.of(mask, response_width=scale_factor)
     columns = batch.attention_mask[rows, batch.prompt_width :].any(dim=0).nonzero()
-    return Denominators.of(batch.response_mask[rows], response_width=int(columns[-1]) + 1 if columns.numel() else 1)
+    return Denominators.of(mask, response_width=int(columns[-1]) + 1 if columns.numel() else 1)
 
 
 def _token_statistics(part: TrainBatch, entropies: Tensor, old_logprobs: Tensor) -> Tensor:

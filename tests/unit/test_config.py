@@ -43,7 +43,7 @@ def test_every_problem_is_reported_at_once() -> None:
     assert len(problems) == 5
     assert 'unknown key "learner.lrr" (did you mean "learner.lr"?)' in text
     assert '"rollout.n" must be int, got \'abc\'' in text
-    assert "unknown policy loss 'grop' (did you mean \"grpo\"?); valid: clip_cov, grpo, kl_cov, steer" in text
+    assert "unknown policy loss 'grop' (did you mean \"grpo\"?); valid: " in text
     assert "unknown rollout engine 'vlm' (did you mean \"vllm\"?); valid: hf, vllm" in text
     assert 'unknown key "trainer" (did you mean "run.steps"?)' in text
 

@@ -275,6 +275,8 @@ def test_group_order_and_batch_position_do_not_matter(name: str) -> None:
 def test_step_ids_follow_turns_or_mask_runs() -> None:
     mask = torch.tensor([[1, 1, 0, 0, 1, 1, 0], [1, 1, 1, 1, 0, 0, 0]], dtype=torch.float32)
     assert step_ids_from_mask(mask).tolist() == [[0, 0, -1, -1, 1, 1, -1], [0, 0, 0, 0, -1, -1, -1]]
-    assert step_ids_from_mask(mask, [(), (2,)]).tolist() == [[0, 0, -1, -1, 0, 0, -1], [0, 0, 1, 1, -1, -1, -1]]
+    # Row 0 recorded no turns (mask runs decide), row 1 did (its turns decide).
+    assert step_ids_from_mask(mask, [(), (2,)]).tolist() == [[0, 0, -1, -1, 1, 1, -1], [0, 0, 1, 1, -1, -1, -1]]
+    assert step_ids_from_mask(mask, [(4,), ()]).tolist() == [[0, 0, -1, -1, 1, 1, -1], [0, 0, 0, 0, -1, -1, -1]]
     ids, count = run_ids(mask > 0, step_ids_from_mask(mask, [(), (2,)]))
     assert count == 4 and ids.tolist() == [[0, 0, -1, -1, 1, 1, -1], [2, 2, 3, 3, -1, -1, -1]]

@@ -89,7 +89,8 @@ def fit(rewards: torch.Tensor, group_index: torch.Tensor, options: BnpoOptions) 
     if v > 0 and math.isfinite(v):
         k = m * (1 - m) / v - 1
         a, b = k * m, k * (1 - m)
-    fallback = not (math.isfinite(a) and math.isfinite(b))
+    fallback = fitted.numel() <= 1 or not (math.isfinite(a) and math.isfinite(b))
+    # One group: the official m = 0, v = 1 also gives α = β = 1.
     alpha, beta = (1.0, 1.0) if fallback else (max(1 + a / 3, 1.0), max(1 + b / 3, 1.0))
     row_p = group_p[group_index]
     weight = torch.clamp(1.0 / beta_pdf(row_p, alpha, beta), 0.0, MAX_WEIGHT)

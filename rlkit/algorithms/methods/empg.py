@@ -35,7 +35,8 @@ class EmpgOptions:
     def __post_init__(self) -> None:
         if self.base == "empg":
             raise ValueError("EMPG's base estimator cannot be empg itself")
-        ADVANTAGES.get(self.base)  # an unknown name fails here, with the valid ones listed
+        # An unknown name or bad base options fail here, when the config loads.
+        ADVANTAGES.get(self.base).build_options(self.base_options)
 
 
 @dataclass
