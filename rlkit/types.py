@@ -121,7 +121,7 @@ class TrainBatch:
     responses: torch.Tensor  # [B, R] long, response token ids
     response_mask: torch.Tensor  # [B, R] float, 1 = counts in the loss
     rollout_logprobs: torch.Tensor  # [B, R] float
-    scores: torch.Tensor  # [B] float, sequence reward
+    scores: torch.Tensor  # [B] float64, sequence reward
     advantages: torch.Tensor  # [B, R] float, 0 at masked positions
     group_index: torch.Tensor  # [B] long, dense group id within the batch
     policy_versions: torch.Tensor  # [B] long

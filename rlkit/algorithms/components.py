@@ -19,6 +19,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 NEEDS = {
     "old_entropy": "full-vocabulary entropy of the old (rollout) policy per token: the learner runs "
     "a no-grad pass over the batch before any update (or reuses the first forward when on-policy)",
+    "answer_mask": "per-token answer masks, which no rollout records yet",
     "off_policy": "an old policy that differs from the current one at loss time: set learner.mini_batches ≥ 2 "
     "or learner.ppo_epochs ≥ 2 (with a single update per batch its term is identically 0)",
 }
@@ -55,9 +56,6 @@ class Component(Generic[F]):
             raise TypeError(f"option(s) {missing} are required (no default); set them in the recipe")
         converted = {name: _convert(name, value, str(fields[name].type)) for name, value in values.items()}
         return self.options(**converted)
-
-    def option_names(self) -> list[str]:
-        return [spec.name for spec in dataclasses.fields(self.options)]
 
 
 def _convert(name: str, value: Any, annotation: str) -> Any:

@@ -47,7 +47,6 @@ for _names, _fn in ((("kl", "k1"), _k1), (("abs",), _abs), (("mse", "k2"), _k2),
         KL_ESTIMATORS.register(_name)(_fn)
         KL_ESTIMATORS.register(_name + "+")(_straight_through(_fn))
 
-KL_TYPES = tuple(KL_ESTIMATORS.names())
 
 
 def kl_penalty(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kl_type: str) -> torch.Tensor:

@@ -78,6 +78,10 @@ def _check_names(config: TrainConfig) -> list[str]:
         problems += _options(REGULARIZERS, name, f"algorithm.regularizers.{name}", values)
     if algorithm.kl_coef < 0 or algorithm.entropy_coeff < 0:
         problems.append("algorithm.kl_coef and algorithm.entropy_coeff must be ≥ 0 (0 turns the term off)")
+    if algorithm.loss_scale_factor is not None and not algorithm.loss_scale_factor > 0:
+        problems.append(
+            f"algorithm.loss_scale_factor={algorithm.loss_scale_factor}: must be > 0 (null = the response budget)"
+        )
     if not problems:
         problems += _check_needs(config)
     return problems
@@ -91,12 +95,9 @@ def _check_needs(config: TrainConfig) -> list[str]:
     if "off_policy" in needs["loss"] | needs["advantage"] and learner.mini_batches == 1 and learner.ppo_epochs == 1:
         who = ", ".join(needers(config.algorithm, "off_policy"))
         problems.append(f"algorithm: {who} needs {NEEDS['off_policy']}; both are 1 now")
-    llds = (config.algorithm.regularizers or {}).get("llds") or {}
-    if llds.get("mask_answer"):  # the option exists for the spec's vectors; samples carry no answer mask yet
-        problems.append(
-            "algorithm.regularizers.llds.mask_answer=true needs per-token answer masks, which no rollout "
-            "records yet; set it to false"
-        )
+    if "answer_mask" in needs["loss"] | needs["advantage"]:
+        who = ", ".join(needers(config.algorithm, "answer_mask"))
+        problems.append(f"algorithm: {who} needs {NEEDS['answer_mask']}; turn off the option that asks for them")
     return problems
 
 

@@ -50,7 +50,7 @@ def collate(scored: list[ScoredSample], pad_token_id: int) -> TrainBatch:
         responses=responses,
         response_mask=response_mask,
         rollout_logprobs=rollout_logprobs,
-        scores=torch.tensor([item.reward.score for item in scored], dtype=torch.float32),
+        scores=torch.tensor([item.reward.score for item in scored], dtype=torch.float64),  # exact for thresholds and bounds
         advantages=torch.zeros((rows, response_width), dtype=torch.float32),
         group_index=torch.tensor([groups.setdefault(s.group_uid, len(groups)) for s in samples], dtype=torch.long),
         policy_versions=torch.tensor([sample.policy_version for sample in samples], dtype=torch.long),

@@ -27,10 +27,12 @@ from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, Po
 from rlkit.algorithms import compute_advantages, required_inputs
 from rlkit.algorithms.losses import merge_metric
 from rlkit.learner.collate import collate, trim_padding
+from rlkit.learner.inputs import denominators_of, loss_seed, reward_components
+from rlkit.learner.metrics_merge import merge_rank_metrics
 from rlkit.learner.logprobs import batch_logprobs
 from rlkit.learner.options import LearnerOptions
 from rlkit.models import cache_root
-from rlkit.types import RewardStatus, ScoredSample, TrainBatch
+from rlkit.types import ScoredSample, TrainBatch
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -307,7 +309,7 @@ class LearnerWorker:
                 scores=batch.scores,
                 group_index=batch.group_index,
                 response_mask=batch.response_mask,
-                components=_reward_components(scored),
+                components=reward_components(scored),
                 old_entropy=old_entropy,
                 step_ids=batch.step_ids,
             ),
@@ -370,7 +372,7 @@ class LearnerWorker:
         token_sums: Tensor | None,
     ) -> dict[str, float]:
         """Forward/backward every micro-batch of one mini-batch, then one optimizer step."""
-        denominators = _denominators(batch, mini.rows, self.algorithm.loss_scale_factor)
+        denominators = denominators_of(batch, mini.rows, self.algorithm.loss_scale_factor)
         old, old_entropy = olds
         sums: dict[str, float] = {}
         engine.train()
@@ -442,39 +444,12 @@ class LearnerWorker:
         return {"skipped": 0.0, "grad_norm": float(norm) if norm is not None else float("nan")}
 
     def _merge_metrics(self, updates: list[dict[str, float]], token_sums: Tensor) -> dict[str, float]:
-        """Sum each update's micro-batch contributions over ranks, then average over updates."""
+        """Gather every rank's per-update metrics and token sums, and merge them."""
         import torch.distributed as dist
 
         gathered: list[Any] = [None] * self.world_size
         dist.all_gather_object(gathered, (updates, token_sums.tolist()))
-        merged: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        for index in range(len(updates)):
-            per_update: dict[str, float] = {}
-            for rank_updates, _ in gathered:
-                for name, value in rank_updates[index].items():
-                    if name in ("skipped", "grad_norm") or name not in per_update:
-                        per_update[name] = value  # skipped and grad_norm are identical on every rank
-                    else:
-                        per_update[name] = merge_metric(name, per_update[name], value)
-            for name, value in per_update.items():
-                if name == "skipped":
-                    continue
-                if name == "grad_norm" and per_update["skipped"]:
-                    continue
-                if _is_extreme(name):  # the extreme over all updates, not their mean
-                    merged[name] = merge_metric(name, merged[name], value) if name in merged else value
-                    counts[name] = 1
-                    continue
-                merged[name] = merged.get(name, 0.0) + value
-                counts[name] = counts.get(name, 0) + 1
-        metrics = {f"actor/{name}": value / counts[name] for name, value in merged.items()}
-        metrics["actor/skipped_steps"] = float(sum(update["skipped"] for update in updates))
-        tokens, entropy, rollout_diff = (sum(part[1][i] for part in gathered) for i in range(3))
-        metrics["entropy/mean"] = entropy / tokens if tokens > 0 else float("nan")
-        # Learner vs rollout engine on the same tokens and weights: should be ~0 when on-policy.
-        metrics["actor/rollout_logprob_diff"] = rollout_diff / tokens if tokens > 0 else float("nan")
-        return metrics
+        return merge_rank_metrics(gathered)
 
     # ---------------------------------------------------------------- weights
 
@@ -567,36 +542,12 @@ class LearnerWorker:
         return TrainBatch(**{name: getattr(batch, name).to(self.device) for name in batch.__dataclass_fields__})
 
 
-def loss_seed(seed: int, step: int, rank: int, draw: int) -> int:
-    """Seed of the loss's generator for one micro-batch: the same inputs give the same seed in
-    every process (integer tuples hash deterministically), different inputs differ."""
-    return hash((seed, step, rank, draw)) & (2**63 - 1)
 
 
-def _is_extreme(name: str) -> bool:
-    return name.endswith("_min") or name.endswith("_max")
 
 
-def _reward_components(scored: list[ScoredSample]) -> dict[str, Tensor]:
-    """Named reward components [B]. A sample whose scoring failed has none: it gets 0, as its
-    score does; a scored sample that lacks a name others return gets NaN (estimators refuse it)."""
-    names = sorted({name for item in scored for name in item.reward.components})
-
-    def value(item: ScoredSample, name: str) -> float:
-        missing = 0.0 if item.reward.status != RewardStatus.OK else float("nan")
-        return float(item.reward.components.get(name, missing))
-
-    return {name: torch.tensor([value(item, name) for item in scored], dtype=torch.float64) for name in names}
 
 
-def _denominators(batch: TrainBatch, rows: Tensor, scale_factor: float | None = None) -> Denominators:
-    """Whole-mini-batch statistics. seq-mean-token-sum-norm's constant is `scale_factor` (the
-    response budget, set by the trainer); without one, the longest response among these rows."""
-    mask = batch.response_mask[rows]
-    if scale_factor is not None:
-        return Denominators.of(mask, response_width=scale_factor)
-    columns = batch.attention_mask[rows, batch.prompt_width :].any(dim=0).nonzero()
-    return Denominators.of(mask, response_width=int(columns[-1]) + 1 if columns.numel() else 1)
 
 
 def _token_statistics(part: TrainBatch, entropies: Tensor, old_logprobs: Tensor) -> Tensor:

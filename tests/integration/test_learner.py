@@ -19,7 +19,8 @@ from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, Po
 from rlkit.algorithms import compute_advantages
 from rlkit.learner.collate import collate
 from rlkit.learner.options import LearnerOptions
-from rlkit.learner.worker import _reward_components, deepspeed_config, loss_seed, plan_mini_batches
+from rlkit.learner.inputs import loss_seed, reward_components
+from rlkit.learner.worker import deepspeed_config, plan_mini_batches
 from rlkit.models import resolve_model
 from rlkit.types import FinishReason, Prompt, Reward, RewardStatus, Sample, ScoredSample
 
@@ -79,7 +80,7 @@ def reference_training(
             reference = naive_logprobs(frozen, batch, TEMPERATURE)[0]
         batch.advantages = compute_advantages(
             algorithm.advantage,
-            AdvantageInputs(batch.scores, batch.group_index, batch.response_mask, components=_reward_components(items),
+            AdvantageInputs(batch.scores, batch.group_index, batch.response_mask, components=reward_components(items),
                             old_entropy=old_entropy, step_ids=batch.step_ids),
             algorithm.advantage_options,
         ).advantages
@@ -318,15 +319,18 @@ def test_checkpoint_round_trip_restores_weights(zero3_group, ray_cluster, tmp_pa
 # One configuration per method, as its recipe selects it. Single-rank runs with one micro-batch
 # per mini-batch match the whole-batch reference exactly even for the methods whose statistics
 # are per micro-batch (STEER, Clip-Cov, KL-Cov); EMPG and LLDS also run on two ranks.
+# (algorithm, ranks, mini-batches, ZeRO stage)
 METHOD_CASES = {
-    "grpo_lambda": (AlgorithmOptions(advantage="grpo_lambda", advantage_options={"alpha": 0.6, "top_lambda": 0.5}), 1, 1),
+    "grpo_lambda": (AlgorithmOptions(advantage="grpo_lambda", advantage_options={"alpha": 0.6, "top_lambda": 0.5}), 1, 1, 2),
     "bnpo": (AlgorithmOptions(advantage="bnpo", loss_agg_mode="seq-mean-token-sum",
-                              loss_options={"clip_ratio_high": 0.28, "clip_ratio_c": 10.0}), 1, 1),
-    "clip_cov": (AlgorithmOptions(loss="clip_cov", loss_options={"clip_cov_ratio": 0.05, "clip_cov_lb": 0.0}), 1, 2),
-    "kl_cov": (AlgorithmOptions(loss="kl_cov", loss_options={"kl_cov_ratio": 0.05}), 1, 2),
-    "steer": (AlgorithmOptions(loss="steer"), 1, 2),
-    "empg": (AlgorithmOptions(advantage="empg"), 2, 1),
-    "llds": (AlgorithmOptions(regularizers={"llds": {"no_reduce_lambda": 0.2}}), 2, 2),
+                              loss_options={"clip_ratio_high": 0.28, "clip_ratio_c": 10.0}), 1, 1, 2),
+    "clip_cov": (AlgorithmOptions(loss="clip_cov", loss_options={"clip_cov_ratio": 0.05, "clip_cov_lb": 0.0}), 1, 2, 2),
+    "kl_cov": (AlgorithmOptions(loss="kl_cov", loss_options={"kl_cov_ratio": 0.05}), 1, 2, 2),
+    "steer": (AlgorithmOptions(loss="steer"), 1, 2, 2),
+    "empg": (AlgorithmOptions(advantage="empg"), 2, 1, 2),
+    # ZeRO-3, fillers, and the whole-batch entropy pass with an off-policy old pass on two ranks.
+    "empg_zero3": (AlgorithmOptions(advantage="empg"), 2, 2, 3),
+    "llds": (AlgorithmOptions(regularizers={"llds": {"no_reduce_lambda": 0.2}}), 2, 2, 2),
 }
 METHOD_METRICS = {
     "grpo_lambda": "actor/grpo_lambda/efficiency_group_frac",
@@ -335,6 +339,7 @@ METHOD_METRICS = {
     "kl_cov": "actor/kl_cov/selected_tokens",
     "steer": "actor/steer/weight_min",
     "empg": "actor/empg/g_mean",
+    "empg_zero3": "actor/empg/g_mean",
     "llds": "actor/llds/active_frac",
 }
 
@@ -344,9 +349,12 @@ METHOD_METRICS = {
 def test_every_method_trains_on_deepspeed_ranks_like_the_reference(method: str, ray_cluster) -> None:
     from rlkit.learner.group import LearnerGroup
 
-    algorithm, ranks, mini_batches = METHOD_CASES[method]
+    algorithm, ranks, mini_batches, zero_stage = METHOD_CASES[method]
     micro = 32 if ranks == 1 else 4
-    options = LearnerOptions(num_ranks=ranks, zero_stage=2, micro_batch_size=micro, mini_batches=mini_batches, lr=LR)
+    options = LearnerOptions(
+        num_ranks=ranks, zero_stage=zero_stage, micro_batch_size=micro, mini_batches=mini_batches, lr=LR,
+        deepspeed_overrides={"zero_optimization": {"stage3_param_persistence_threshold": 0}} if zero_stage == 3 else {},
+    )
     group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, TEMPERATURE, step_timeout_s=120)
     try:
         metrics = [group.train_step([ray_cluster.put(item) for item in scored_batch(seed)]) for seed in (1, 2)]
@@ -357,7 +365,11 @@ def test_every_method_trains_on_deepspeed_ranks_like_the_reference(method: str, 
         assert step["actor/skipped_steps"] == 0
         assert all(value == value for value in step.values()), step  # no NaN anywhere
         assert METHOD_METRICS[method] in step
-    expected, _ = reference_training([scored_batch(1), scored_batch(2)], algorithm, mini_batches=mini_batches)
+    expected, norms = reference_training([scored_batch(1), scored_batch(2)], algorithm, mini_batches=mini_batches)
+    # Adam ignores a constant factor on a whole update; the gradient norm does not.
+    for step, row in enumerate(metrics):
+        update_norms = norms[step * mini_batches : (step + 1) * mini_batches]
+        assert row["actor/grad_norm"] == pytest.approx(sum(update_norms) / len(update_norms), rel=1e-3)
     # Methods that read the policy's entropies (STEER, EMPG) see chunked and naive computations
     # differ in the last bits, which moves an element whose gradient nearly cancels by up to
     # one Adam step (≈ lr). A wrong advantage or loss moves thousands of elements by that much.
@@ -365,4 +377,4 @@ def test_every_method_trains_on_deepspeed_ranks_like_the_reference(method: str, 
     if method in ("clip_cov", "kl_cov"):
         assert metrics[0][METHOD_METRICS[method]] >= 1  # the selection acted
     if method == "llds":
-        assert metrics[1]["actor/llds/loss"] > 0  # the second mini-batch saw a displaced policy
+        assert metrics[1]["actor/llds/loss"] > 0  # a second mini-batch trains on a displaced policy

@@ -49,7 +49,7 @@ def test_off_policy_methods_refuse_a_single_update_per_batch() -> None:
 
 def test_llds_answer_mask_is_refused_until_rollouts_record_it() -> None:
     text = problems_of("algorithm.regularizers={llds: {mask_answer: true}}", "learner.mini_batches=2")
-    assert "mask_answer=true needs per-token answer masks" in text
+    assert "regularizer 'llds' needs per-token answer masks, which no rollout records yet" in text
 
 
 def test_bnpo_decompose_needs_the_named_components() -> None:
@@ -65,7 +65,7 @@ def test_bnpo_decompose_needs_the_named_components() -> None:
 
 
 def test_failed_rewards_give_zero_components_but_scored_samples_must_have_them() -> None:
-    from rlkit.learner.worker import _reward_components
+    from rlkit.learner.inputs import reward_components
     from rlkit.types import FinishReason, Prompt, Reward, RewardStatus, Sample, ScoredSample
 
     prompt = Prompt(uid="p", text="", prompt_ids=[1], ground_truth=None)
@@ -74,7 +74,7 @@ def test_failed_rewards_give_zero_components_but_scored_samples_must_have_them()
         sample = Sample("g", 0, 3, prompt, [2], [1], [-1.0], 0, FinishReason.STOP, "")
         return ScoredSample(sample, Reward(score=0.0, status=status, components=components))
 
-    components = _reward_components([
+    components = reward_components([
         item(RewardStatus.OK, {"acc": 1.0}), item(RewardStatus.TIMEOUT, {}), item(RewardStatus.OK, {}),
     ])
     values = components["acc"].tolist()
@@ -82,7 +82,7 @@ def test_failed_rewards_give_zero_components_but_scored_samples_must_have_them()
 
 
 def test_dr_grpo_divides_by_the_response_budget() -> None:
-    from rlkit.learner.worker import _denominators
+    from rlkit.learner.inputs import denominators_of
     from rlkit.types import TrainBatch
 
     rows = 2
@@ -93,5 +93,38 @@ def test_dr_grpo_divides_by_the_response_budget() -> None:
         scores=torch.zeros(rows), advantages=torch.zeros(rows, 4), group_index=torch.zeros(rows, dtype=torch.long),
         policy_versions=torch.zeros(rows, dtype=torch.long), step_ids=torch.zeros(rows, 4, dtype=torch.long),
     )
-    assert _denominators(batch, torch.arange(rows), 32.0).response_width == 32.0
-    assert _denominators(batch, torch.arange(rows)).response_width == 2.0  # without a budget: the longest response
+    assert denominators_of(batch, torch.arange(rows), 32.0).response_width == 32.0
+    assert denominators_of(batch, torch.arange(rows)).response_width == 2.0  # without a budget: the longest response
+
+
+def test_loss_scale_factor_must_be_positive() -> None:
+    assert "loss_scale_factor=0.0: must be > 0" in problems_of("algorithm.loss_scale_factor=0")
+
+
+def test_option_dependent_needs_are_gathered() -> None:
+    from rlkit.algorithms import AlgorithmOptions, required_inputs
+    from rlkit.algorithms.needs import needers
+
+    llds = AlgorithmOptions(regularizers={"llds": {"mask_answer": True}})
+    assert "answer_mask" in required_inputs(llds)["loss"]
+    assert "answer_mask" not in required_inputs(AlgorithmOptions(regularizers={"llds": {}}))["loss"]
+    empg = AlgorithmOptions(advantage="empg")
+    assert needers(empg, "old_entropy") == ["advantage 'empg'"]
+
+
+def test_bnpo_accepts_float32_rewards_at_its_bounds() -> None:
+    rewards = torch.tensor([0.1, 0.0, 0.1, 0.05], dtype=torch.float32)  # 0.1 is not exact in binary
+    inputs = AdvantageInputs(scores=rewards, group_index=torch.tensor([0, 0, 1, 1]), response_mask=torch.ones(4, 2))
+    result = compute_advantages("bnpo", inputs, {"max_value": 0.1})
+    assert bool(torch.isfinite(result.advantages).all())
+    assert result.advantages[0, 0] > 0 > result.advantages[1, 0]
+
+
+def test_kl_cov_ratio_zero_turns_the_penalty_off() -> None:
+    from rlkit.algorithms import PolicyLossInputs
+    from rlkit.algorithms.methods.kl_cov import KlCovOptions, kl_cov_details
+
+    log_prob = torch.tensor([[-1.0, -2.0, -0.5]])
+    inputs = PolicyLossInputs(log_prob, log_prob - 0.3, torch.tensor([[1.0, -1.0, 2.0]]), torch.ones(1, 3))
+    assert int(kl_cov_details(inputs, KlCovOptions(kl_cov_ratio=0.0)).selected.sum()) == 0
+    assert int(kl_cov_details(inputs, KlCovOptions(kl_cov_ratio=1e-9)).selected.sum()) == 1  # at least one

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rlkit.algorithms.advantages import ADVANTAGES, AdvantageInputs, AdvantageResult, broadcast, group_count, group_sum
+from rlkit.algorithms.advantages import ADVANTAGES, AdvantageInputs, AdvantageResult, broadcast, group_sum
 
 MAX_WEIGHT = 1e6  # official clamp of 1 / Beta_pdf
+SCALE_TOLERANCE = 1e-6  # float32 rewards at the bounds scale to 1 ± 1e-7
 SINGLETON_RULES = ("exclude", "official")
 
 
@@ -52,6 +53,7 @@ class BetaFit:
     fallback: bool  # the fit was degenerate (v = 0, one group): α = β = 1
     weight: torch.Tensor  # [B]
     advantage: torch.Tensor  # [B]
+    informative: torch.Tensor  # [B] bool, rows of groups with 0 < p < 1 that are normalised
 
 
 def beta_pdf(p: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
@@ -71,11 +73,12 @@ def fit(rewards: torch.Tensor, group_index: torch.Tensor, options: BnpoOptions) 
             "BNPO got a missing or non-finite reward (a reward component absent from some samples?); "
             "every sample needs a finite value for each normalised reward"
         )
-    if bool(((scaled < -1e-9) | (scaled > 1 + 1e-9)).any()):
+    if bool(((scaled < -SCALE_TOLERANCE) | (scaled > 1 + SCALE_TOLERANCE)).any()):
         raise ValueError(
             f"BNPO needs rewards in [min_value, max_value] = [{options.min_value}, {options.max_value}]; got "
             f"{float(rewards.min())}..{float(rewards.max())}. Set algorithm.advantage_options.min_value/max_value"
         )
+    scaled = scaled.clamp(0.0, 1.0)  # rounding of float32 rewards must not reach log(negative)
     size = group_sum(torch.ones_like(scaled), group_index)
     group_p = group_sum(scaled, group_index) / size
     singleton = size == 1
@@ -95,9 +98,11 @@ def fit(rewards: torch.Tensor, group_index: torch.Tensor, options: BnpoOptions) 
     row_p = group_p[group_index]
     weight = torch.clamp(1.0 / beta_pdf(row_p, alpha, beta), 0.0, MAX_WEIGHT)
     advantage = weight * (scaled - row_p)
+    informative = (row_p > 0) & (row_p < 1)
     if options.singleton_groups == "exclude":
         advantage = torch.where(singleton[group_index], torch.zeros_like(advantage), advantage)
-    return BetaFit(scaled, group_p, m, v, a, b, alpha, beta, fallback, weight, advantage)
+        informative &= ~singleton[group_index]
+    return BetaFit(scaled, group_p, m, v, a, b, alpha, beta, fallback, weight, advantage, informative)
 
 
 @ADVANTAGES.add("bnpo", BnpoOptions)
@@ -122,8 +127,9 @@ def bnpo_advantage(inputs: AdvantageInputs, options: BnpoOptions) -> AdvantageRe
             {
                 prefix + "alpha": result.alpha,
                 prefix + "beta": result.beta,
-                prefix + "weight_mean": float(result.weight.mean()) if result.weight.numel() else float("nan"),
                 prefix + "fallback": float(result.fallback),
             }
         )
+        if result.informative.any():  # all-equal groups get the 1e6 clamp but advantage 0: leave them out
+            metrics[prefix + "weight_mean"] = float(result.weight[result.informative].mean())
     return AdvantageResult(broadcast(advantage, inputs.response_mask), metrics)

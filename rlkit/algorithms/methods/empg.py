@@ -32,6 +32,12 @@ class EmpgOptions:
     base_options: dict[str, Any] = field(default_factory=dict)
     """Options of the base estimator."""
 
+    def extra_needs(self) -> frozenset[str]:
+        """The base estimator's needs are EMPG's too."""
+        from rlkit.algorithms.needs import component_needs
+
+        return component_needs(ADVANTAGES, self.base, self.base_options)
+
     def __post_init__(self) -> None:
         if self.base == "empg":
             raise ValueError("EMPG's base estimator cannot be empg itself")

@@ -95,6 +95,7 @@ def grpo_lambda_advantage(inputs: AdvantageInputs, options: GrpoLambdaOptions) -
     metrics = {
         "grpo_lambda/efficiency_group_frac": len(details.efficiency) / groups,
         "grpo_lambda/correct_frac": float(details.correct.double().mean()) if details.correct.numel() else 0.0,
-        "grpo_lambda/length_reward_mean": float(details.reward[shaped].mean()) if shaped.any() else float("nan"),
     }
+    if shaped.any():  # only when a correct answer got the length reward
+        metrics["grpo_lambda/length_reward_mean"] = float(details.reward[shaped].mean())
     return AdvantageResult(broadcast(details.advantage, inputs.response_mask), metrics)

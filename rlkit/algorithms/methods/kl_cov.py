@@ -18,7 +18,7 @@ class KlCovOptions:
     """Hyperparameters of KL-Cov; defaults from the official 7B recipes (ALGORITHMS.md §4.3)."""
 
     kl_cov_ratio: float = 2e-3
-    """Fraction (not percent) of the micro-batch's valid tokens to penalise, at least one: 0.002 in the 7B recipes (EMR k_percent=0.2 %, verl-old recipe/entropy kl_cov_ratio=0.002)."""
+    """Fraction (not percent) of the micro-batch's valid tokens to penalise, at least one (0 = none): 0.002 in the 7B recipes (EMR k_percent=0.2 %, verl-old recipe/entropy kl_cov_ratio=0.002)."""
     ppo_kl_coef: float = 1.0
     """κ, the weight of |ℓ − ℓ_old| on the selected tokens: 1.0 in every official recipe and the code fallback (verl actor.yaml says 0.1)."""
 
@@ -48,9 +48,10 @@ def kl_cov_details(inputs: PolicyLossInputs, options: KlCovOptions) -> KlCovDeta
         cov = (advantages - masked_mean(advantages, valid)) * (log_prob - masked_mean(log_prob, valid))
         cov = torch.where(valid, cov, torch.zeros_like(cov))
         count = int(valid.sum())
-        k = max(1, int(count * options.kl_cov_ratio))
+        # At least one token, as the official code; a ratio of 0 turns the penalty off, as there.
+        k = max(1, int(count * options.kl_cov_ratio)) if options.kl_cov_ratio > 0 else 0
         selected = torch.zeros_like(valid)
-        if count:
+        if count and k:
             ranked = torch.where(valid, cov, torch.full_like(cov, -torch.inf)).flatten()
             top = torch.topk(ranked, min(k, count)).indices
             selected.view(-1)[top] = True

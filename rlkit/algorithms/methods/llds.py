@@ -29,6 +29,9 @@ class LldsOptions:
     answer_no_reduce_lambda: float = 0.2
     """The weight for non-answer tokens when mask_answer is on, capped at λ (released MASK_WEIGHT 0.2)."""
 
+    def extra_needs(self) -> frozenset[str]:
+        return frozenset({"answer_mask"}) if self.mask_answer else frozenset()
+
     def __post_init__(self) -> None:
         if self.no_reduce_lambda < 0 or self.answer_no_reduce_lambda < 0:
             raise ValueError("no_reduce_lambda and answer_no_reduce_lambda must be ≥ 0")
