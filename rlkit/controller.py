@@ -26,6 +26,7 @@ from rlkit.data import epochs, load_prompts
 from rlkit.evaluation import accuracy_metrics
 from rlkit.learner.group import LearnerGroup
 from rlkit.models import resolve_model
+from rlkit.reward.loader import labeled_functions
 from rlkit.reward.worker import RewardWorker
 from rlkit.rollout.worker import RolloutWorker
 from rlkit.runtime import actor_env, cuda_available, ray_session
@@ -68,7 +69,7 @@ class Stages:
             for i in range(config.rollout.num_workers)
         ]
         reward = [
-            reward_cls.remote(f"reward-{i}", store, config.reward.fn, config.reward.timeout_s,
+            reward_cls.remote(f"reward-{i}", store, labeled_functions(config.reward.fn, config.reward.fns), config.reward.timeout_s,
                               config.reward.processes_per_worker, env=env)
             for i in range(config.reward.num_workers)
         ]

@@ -46,5 +46,5 @@ def batch_metrics(batch: list[ScoredSample]) -> dict[str, float]:
         for name, value in item.reward.components.items():
             components[name].append(value)
     for name, values in components.items():
-        metrics[f"reward/components/{name}"] = statistics.fmean(values)
+        metrics[f"reward/{name}/mean"] = statistics.fmean(values)
     return metrics

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,25 @@ def check_config(config: TrainConfig) -> list[str]:
     problems.extend(f"learner.{problem}" for problem in config.learner.check())
     problems.extend(f"rollout.sampling.{problem}" for problem in config.rollout.sampling.problems())
     problems.extend(f"rollout.engine_options.{problem}" for problem in config.rollout.engine_options.problems())
-    problems.extend(f"reward.fn: {problem}" for problem in check_reward_fn(config.reward.fn))
+    problems.extend(_check_reward_functions(config))
+    return problems
+
+
+def _check_reward_functions(config: TrainConfig) -> list[str]:
+    several = config.reward.fns
+    if not several:
+        return [f"reward.fn: {problem}" for problem in check_reward_fn(config.reward.fn)]
+    problems = []
+    labels = [item.label for item in several]
+    for index, item in enumerate(several):
+        key = f"reward.fns[{index}]"
+        if not item.label or not item.label.replace("_", "").isalnum():
+            problems.append(f"{key}.label={item.label!r}: give each function a short name of letters, digits and _")
+        elif labels.count(item.label) > 1:
+            problems.append(f"{key}.label={item.label!r} is used twice; labels name the logged components")
+        if not math.isfinite(item.weight):
+            problems.append(f"{key}.weight={item.weight}: must be a finite number")
+        problems.extend(f"{key}: {problem}" for problem in check_reward_fn(item.spec()))
     return problems
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from rlkit.algorithms.options import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
-from rlkit.reward.loader import RewardFnSpec
+from rlkit.reward.loader import RewardFnSpec, WeightedRewardFn
 from rlkit.rollout.engine import EngineOptions, SamplingOptions
 
 
@@ -95,6 +95,8 @@ class RewardConfig:
 
     fn: RewardFnSpec = field(default_factory=lambda: RewardFnSpec(module="rewards.math_answer:score"))
     """The reward function: `{path: my_rewards.py, name: score}` or `{module: pkg.mod:fn}`."""
+    fns: list[WeightedRewardFn] = field(default_factory=list)
+    """Several reward functions instead of `fn`: [{label: correct, weight: 1.0, module: ...}, {label: fmt, weight: 0.1, path: ...}]; score = Σ weight·score."""
     timeout_s: float = 10.0
     """Per-sample time limit; a function still running is killed and the sample marked `timeout`."""
     processes_per_worker: int = 1

@@ -1,12 +1,15 @@
 """Per-step inputs of the loss that the learner derives from the batch: reward components,
-mini-batch denominators and the loss's random seed."""
+advantages over the samples a reward applies to, mini-batch denominators and the loss's seed."""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
-from rlkit.algorithms import Denominators
+from rlkit.algorithms import AdvantageInputs, AdvantageResult, Denominators, compute_advantages
 from rlkit.types import RewardStatus, ScoredSample, TrainBatch
 
 
@@ -36,3 +39,44 @@ def denominators_of(batch: TrainBatch, rows: Tensor, scale_factor: float | None 
         return Denominators.of(mask, response_width=scale_factor)
     columns = batch.attention_mask[rows, batch.prompt_width :].any(dim=0).nonzero()
     return Denominators.of(mask, response_width=int(columns[-1]) + 1 if columns.numel() else 1)
+
+
+def applicable_rows(scored: list[ScoredSample]) -> Tensor:
+    """[B] bool: False where the reward function returned None ("does not apply")."""
+    return torch.tensor([item.reward.status != RewardStatus.NOT_APPLICABLE for item in scored], dtype=torch.bool)
+
+
+def advantages_of_applicable(
+    name: str, inputs: AdvantageInputs, options: Mapping[str, Any] | None, applicable: Tensor
+) -> AdvantageResult:
+    """Advantages computed over the applicable rows only (group statistics exclude the others,
+    and group ids are renumbered densely); the other rows get 0."""
+    if bool(applicable.all()):
+        return compute_advantages(name, inputs, options)
+    advantages = torch.zeros_like(inputs.response_mask, dtype=torch.float32)
+    if not bool(applicable.any()):
+        return AdvantageResult(advantages, {})
+    rows = applicable.nonzero().flatten()
+    _, dense = torch.unique(inputs.group_index[rows], return_inverse=True)
+
+    def pick(value: Any) -> Any:
+        return value[rows] if isinstance(value, Tensor) else value
+
+    subset = AdvantageInputs(
+        scores=inputs.scores[rows],
+        group_index=_first_appearance_order(dense),
+        response_mask=inputs.response_mask[rows],
+        components={key: value[rows] for key, value in inputs.components.items()},
+        old_entropy=pick(inputs.old_entropy),
+        step_ids=pick(inputs.step_ids),
+    )
+    result = compute_advantages(name, subset, options)
+    advantages = advantages.to(result.advantages.dtype)
+    advantages[rows] = result.advantages
+    return dataclasses.replace(result, advantages=advantages)
+
+
+def _first_appearance_order(ids: Tensor) -> Tensor:
+    """Renumber ids so groups are numbered in order of first appearance (as collate does)."""
+    order: dict[int, int] = {}
+    return torch.tensor([order.setdefault(int(value), len(order)) for value in ids], dtype=torch.long)

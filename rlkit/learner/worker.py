@@ -27,7 +27,7 @@ from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, Po
 from rlkit.algorithms import compute_advantages, required_inputs
 from rlkit.algorithms.losses import merge_metric
 from rlkit.learner.collate import collate, trim_padding
-from rlkit.learner.inputs import denominators_of, loss_seed, reward_components
+from rlkit.learner.inputs import advantages_of_applicable, applicable_rows, denominators_of, loss_seed, reward_components
 from rlkit.learner.metrics_merge import merge_rank_metrics
 from rlkit.learner.logprobs import batch_logprobs
 from rlkit.learner.options import LearnerOptions
@@ -303,7 +303,8 @@ class LearnerWorker:
             if on_policy:
                 old = None
         reference = self._precompute(self.reference, batch, plan)[0] if self.reference is not None else None
-        advantage = compute_advantages(
+        applicable = applicable_rows(scored)
+        advantage = advantages_of_applicable(
             self.algorithm.advantage,
             AdvantageInputs(
                 scores=batch.scores,
@@ -314,8 +315,11 @@ class LearnerWorker:
                 step_ids=batch.step_ids,
             ),
             self.algorithm.advantage_options,
+            applicable,
         )
         batch.advantages = advantage.advantages
+        # A sample its reward does not apply to carries no signal: it leaves the loss and its denominators.
+        batch.response_mask = batch.response_mask * applicable[:, None].to(batch.response_mask.dtype)
 
         updates: list[dict[str, float]] = []
         # Over this rank's rows in the first epoch: Σ mask, Σ mask·H, Σ mask·|ℓ_old − ℓ_rollout|.

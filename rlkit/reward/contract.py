@@ -31,12 +31,13 @@ their start-up time is paid again every time one is replaced after a timeout or 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 import numbers
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rlkit.registry import did_you_mean
 
@@ -106,8 +107,6 @@ def describe_exception(exc: BaseException) -> str:
 
 def signature_problems(fn: Callable[..., Any]) -> list[str]:
     """Why `fn` cannot be called under the contract (empty list: it can)."""
-    if inspect.iscoroutinefunction(fn):
-        return ["it is an async function; reward functions are called synchronously, use `def`"]
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError) as exc:
@@ -205,6 +204,35 @@ def _judge_dict(value: Mapping[Any, Any]) -> Verdict:
     return Verdict(status=OK, score=score, components=components)
 
 
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def combine(verdicts: Sequence[tuple[str | None, float, Verdict]]) -> Verdict:
+    """One verdict from several reward functions' (label, weight, verdict).
+
+    A single unlabeled function's verdict passes through. Otherwise: the first failure (error,
+    timeout, invalid) fails the sample, naming the function; functions that return None are left
+    out, and if all do the sample is not applicable; the score is Σ weight·score over the others,
+    and each function's score and components become components `label` and `label/name`.
+    """
+    seconds = sum(verdict.seconds for _, _, verdict in verdicts)
+    if len(verdicts) == 1 and verdicts[0][0] is None:
+        return verdicts[0][2]
+    for label, _, verdict in verdicts:
+        if verdict.status not in (OK, NOT_APPLICABLE):
+            return Verdict(verdict.status, error=truncate(f"{label}: {verdict.error}"), seconds=seconds)
+    applicable = [(label, weight, verdict) for label, weight, verdict in verdicts if verdict.status == OK]
+    if not applicable:
+        return Verdict(NOT_APPLICABLE, seconds=seconds)
+    components: dict[str, float] = {}
+    for label, _, verdict in applicable:
+        components[str(label)] = verdict.score
+        components.update({f"{label}/{name}": value for name, value in verdict.components.items()})
+    score = sum(weight * verdict.score for _, weight, verdict in applicable)
+    return Verdict(OK, score=score, components=components, seconds=seconds)
+
+
 def call_and_judge(
     fn: Callable[..., Any], request: RewardRequest, keywords: tuple[str, ...]
 ) -> Verdict:
@@ -216,6 +244,8 @@ def call_and_judge(
     start = time.perf_counter()
     try:
         value = fn(**request.kwargs(keywords))
+        if inspect.isawaitable(value):  # an `async def` reward (e.g. one that calls a service)
+            value = asyncio.run(_awaited(value))
     except (Exception, SystemExit) as exc:
         seconds = time.perf_counter() - start
         return Verdict(status=ERROR, error=describe_exception(exc), seconds=seconds)

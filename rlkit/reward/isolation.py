@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from rlkit.reward import contract
 from rlkit.reward.contract import RewardRequest, Verdict
-from rlkit.reward.loader import RewardFnSpec, load_reward_fn
+from rlkit.reward.loader import LabeledFn, RewardFnSpec, load_reward_fn
 
 if TYPE_CHECKING:
     from rlkit.types import Reward
@@ -44,11 +44,13 @@ def _send(conn: Connection, message: Any) -> None:
     conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _worker_main(conn: Connection, spec: RewardFnSpec) -> None:
-    """Worker process entry point: load the function, then score requests until told to stop."""
+def _worker_main(conn: Connection, functions: Sequence[LabeledFn]) -> None:
+    """Worker process entry point: load the functions, then score requests until told to stop."""
     try:
-        fn = load_reward_fn(spec)
-        keywords = contract.accepted_keywords(fn)
+        loaded = []
+        for label, weight, spec in functions:
+            fn = load_reward_fn(spec)
+            loaded.append((label, weight, fn, contract.accepted_keywords(fn)))
     except Exception as exc:
         _send(conn, ("load_error", str(exc)))
         return
@@ -61,7 +63,9 @@ def _worker_main(conn: Connection, spec: RewardFnSpec) -> None:
         if message is None:
             return
         index, request = message
-        verdict = contract.call_and_judge(fn, request, keywords)
+        verdict = contract.combine(
+            [(label, weight, contract.call_and_judge(fn, request, keywords)) for label, weight, fn, keywords in loaded]
+        )
         try:
             payload = pickle.dumps(("result", index, verdict), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -101,7 +105,7 @@ class ScoringPool:
 
     def __init__(
         self,
-        spec: RewardFnSpec,
+        spec: RewardFnSpec | Sequence[LabeledFn],
         num_processes: int = 1,
         timeout_s: float = 10.0,
         start_timeout_s: float = 120.0,
@@ -110,7 +114,9 @@ class ScoringPool:
             raise ValueError(f"num_processes={num_processes} must be at least 1")
         if not (timeout_s > 0 and math.isfinite(timeout_s)):
             raise ValueError(f"timeout_s={timeout_s} must be a positive number of seconds")
-        self.spec = spec.resolved()  # absolute path: means the same file in every worker
+        functions = [(None, 1.0, spec)] if isinstance(spec, RewardFnSpec) else list(spec)
+        # Absolute paths: the same files in every worker.
+        self.functions = [(label, weight, item.resolved()) for label, weight, item in functions]
         self.timeout_s = float(timeout_s)
         self.start_timeout_s = float(start_timeout_s)
         self.restarts = 0  # workers replaced after a timeout or a crash, for metrics
@@ -158,11 +164,14 @@ class ScoringPool:
 
     # ----------------------------------------------------------------- workers
 
+    def _describe(self) -> str:
+        return " + ".join(spec.describe() for _, _, spec in self.functions)
+
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=_worker_main,
-            args=(child_conn, self.spec),
+            args=(child_conn, self.functions),
             name="rlkit-reward-worker",
             daemon=True,
         )
@@ -187,7 +196,7 @@ class ScoringPool:
         for worker in self._workers:
             if not worker.ready and now - worker.started_at > self.start_timeout_s:
                 raise RuntimeError(
-                    f"reward worker for {self.spec.describe()} did not start within "
+                    f"reward worker for {self._describe()} did not start within "
                     f"{self.start_timeout_s:.0f} s; its import may hang or the machine is "
                     "overloaded (raise start_timeout_s if start-up is legitimately slow)"
                 )
@@ -253,7 +262,7 @@ class ScoringPool:
         code = worker.process.exitcode
         if not worker.ready:
             raise RuntimeError(
-                f"reward worker for {self.spec.describe()} died while starting (exit code {code}); "
+                f"reward worker for {self._describe()} died while starting (exit code {code}); "
                 "run the reward file on its own to see why"
             )
         reason = f"worker process died (exit code {code}) while scoring this sample; restarted it"

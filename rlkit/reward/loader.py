@@ -46,6 +46,30 @@ class RewardFnSpec:
         return replace(self, path=str(Path(self.path).expanduser().absolute()))
 
 
+@dataclass
+class WeightedRewardFn(RewardFnSpec):
+    """One of several reward functions whose weighted sum is the score (`reward.fns`)."""
+
+    label: str = ""
+    """Short name: its score is logged as the component `label` (reward/<label>/mean)."""
+    weight: float = 1.0
+    """Its weight in the sum."""
+
+    def spec(self) -> RewardFnSpec:
+        return RewardFnSpec(path=self.path, name=self.name, module=self.module)
+
+
+# (label, weight, spec); label None = the single function of `reward.fn`, reported unprefixed.
+LabeledFn = tuple[str | None, float, RewardFnSpec]
+
+
+def labeled_functions(single: RewardFnSpec, several: list[WeightedRewardFn] | None) -> list[LabeledFn]:
+    """The functions a reward section names: `reward.fns` when given, else `reward.fn` alone."""
+    if several:
+        return [(item.label, float(item.weight), item.spec()) for item in several]
+    return [(None, 1.0, single)]
+
+
 def check_reward_fn(spec: RewardFnSpec) -> list[str]:
     """Every problem with `spec` (empty list: it loads and fits the contract). Imports the file."""
     return _load(spec)[1]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any
+from typing import Any, Sequence
 
 import ray
 
 from rlkit.reward.contract import RewardRequest
 from rlkit.reward.isolation import ScoringPool
-from rlkit.reward.loader import RewardFnSpec
+from rlkit.reward.loader import LabeledFn, RewardFnSpec
 
 POLL_S = 5.0
 
@@ -24,7 +24,7 @@ class RewardWorker:
     """A pool of scoring processes fed from the store. Wrapped with `ray.remote` by the controller."""
 
     def __init__(
-        self, name: str, store: Any, spec: RewardFnSpec, timeout_s: float, processes: int,
+        self, name: str, store: Any, spec: RewardFnSpec | Sequence[LabeledFn], timeout_s: float, processes: int,
         batch_size: int = 64, env: dict[str, str] | None = None,
     ) -> None:
         os.environ.update(env or {})

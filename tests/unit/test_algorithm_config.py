@@ -128,3 +128,16 @@ def test_kl_cov_ratio_zero_turns_the_penalty_off() -> None:
     inputs = PolicyLossInputs(log_prob, log_prob - 0.3, torch.tensor([[1.0, -1.0, 2.0]]), torch.ones(1, 3))
     assert int(kl_cov_details(inputs, KlCovOptions(kl_cov_ratio=0.0)).selected.sum()) == 0
     assert int(kl_cov_details(inputs, KlCovOptions(kl_cov_ratio=1e-9)).selected.sum()) == 1  # at least one
+
+
+def test_not_applicable_samples_leave_the_group_statistics() -> None:
+    from rlkit.learner.inputs import advantages_of_applicable
+
+    mask = torch.ones(5, 2)
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 5.0], dtype=torch.float64)
+    inputs = AdvantageInputs(scores=scores, group_index=torch.tensor([0, 0, 0, 1, 1]), response_mask=mask)
+    applicable = torch.tensor([True, True, False, True, False])
+    result = advantages_of_applicable("grpo", inputs, {}, applicable)
+    # Group 0 is {1, 0} without the third sample: ±0.707; group 1 is a singleton (raw score 1).
+    assert result.advantages[:, 0].tolist() == pytest.approx([0.7071063, -0.7071063, 0.0, 1.0 / (1 + 1e-6), 0.0], rel=1e-5)
+    assert advantages_of_applicable("grpo", inputs, {}, torch.zeros(5, dtype=torch.bool)).advantages.abs().sum() == 0
