@@ -65,7 +65,7 @@ class Stages:
         reward_cls = ray.remote(num_cpus=config.reward.cpus_per_worker)(RewardWorker)
         rollout = [
             rollout_cls.remote(f"rollout-{i}", store, model_path, config.rollout.engine, config.rollout.engine_options,
-                               config.rollout.sampling, config.rollout.prompts_per_request, env)
+                               config.rollout.sampling, config.rollout.prompts_per_request, env, config.rollout.env)
             for i in range(config.rollout.num_workers)
         ]
         reward = [

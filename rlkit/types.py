@@ -83,6 +83,8 @@ class Sample:
     response_text: str
     turn_boundaries: tuple[int, ...] = ()  # token offsets where turns start (multi-turn)
     step_rewards: tuple[float, ...] = ()  # per-step rewards from an environment (multi-turn)
+    env_status: str = "none"  # none (single-turn) | ok | error | timeout: how the environment fared
+    env_error: str | None = None  # what went wrong, when env_status is error or timeout
 
     @property
     def response_length(self) -> int:

@@ -30,6 +30,7 @@ def check_config(config: TrainConfig) -> list[str]:
     problems.extend(f"learner.{problem}" for problem in config.learner.check())
     problems.extend(f"rollout.sampling.{problem}" for problem in config.rollout.sampling.problems())
     problems.extend(f"rollout.engine_options.{problem}" for problem in config.rollout.engine_options.problems())
+    problems.extend(f"rollout.env.{problem}" for problem in config.rollout.env.problems())
     problems.extend(_check_reward_functions(config))
     return problems
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from rlkit.algorithms.options import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
 from rlkit.reward.loader import RewardFnSpec, WeightedRewardFn
+from rlkit.environment import EnvOptions
 from rlkit.rollout.engine import EngineOptions, SamplingOptions
 
 
@@ -81,6 +82,8 @@ class RolloutConfig:
     """Sampling for training rollouts."""
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     """Engine set-up (dtype, KV cache, threads)."""
+    env: EnvOptions = field(default_factory=EnvOptions)
+    """Multi-turn environment: the model and an environment take turns (tool use, search, multi-step tasks); name null = single-turn."""
     cpus_per_worker: float = 1.0
     """Ray CPUs reserved per rollout worker."""
     batch_timeout_s: float = 1800.0

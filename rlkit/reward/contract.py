@@ -3,15 +3,16 @@
 A reward function is a plain Python function, called with keyword arguments only::
 
     def score(*, prompt: str, response: str, ground_truth: str | None,
-              data_source: str, extra: dict) -> float | dict | None
+              data_source: str, extra: dict, step_rewards: tuple) -> float | dict | None
 
 Which keywords it receives:
 
 - it must accept ``response`` (by name, or through ``**kwargs``);
 - every parameter it names must be one of ``prompt``, ``response``, ``ground_truth``,
-  ``data_source``, ``extra`` (so a typo such as ``ground_truht`` fails at config time instead of
+  ``data_source``, ``extra``, ``step_rewards`` (so a typo such as ``ground_truht`` fails at config time instead of
   never being filled in);
-- with ``**kwargs`` it receives all five; without, only the ones it names.
+- with ``**kwargs`` it receives all six; without, only the ones it names. ``step_rewards`` holds
+  a multi-turn episode's immediate step rewards (empty for single-turn samples).
 
 What it may return:
 
@@ -44,7 +45,7 @@ from rlkit.registry import did_you_mean
 if TYPE_CHECKING:
     from rlkit.types import Sample
 
-CONTRACT_KEYWORDS: tuple[str, ...] = ("prompt", "response", "ground_truth", "data_source", "extra")
+CONTRACT_KEYWORDS: tuple[str, ...] = ("prompt", "response", "ground_truth", "data_source", "extra", "step_rewards")
 MESSAGE_LIMIT = 200  # characters kept of an error message or a bad return value's repr
 
 # Values of rlkit.types.RewardStatus, spelled out so worker processes need not import torch
@@ -65,6 +66,7 @@ class RewardRequest:
     ground_truth: str | None = None  # reference answer, None when the dataset has none
     data_source: str = "default"  # task name: lets one reward file serve several tasks
     extra: Mapping[str, Any] = field(default_factory=dict)  # any other dataset columns
+    step_rewards: tuple[float, ...] = ()  # immediate rewards of a multi-turn episode's steps
 
     @classmethod
     def from_sample(cls, sample: Sample) -> RewardRequest:
@@ -76,6 +78,7 @@ class RewardRequest:
             ground_truth=prompt.ground_truth,
             data_source=prompt.data_source,
             extra=dict(prompt.extra),
+            step_rewards=tuple(sample.step_rewards),
         )
 
     def kwargs(self, keywords: tuple[str, ...] = CONTRACT_KEYWORDS) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import ray
 from rlkit.reward.contract import RewardRequest
 from rlkit.reward.isolation import ScoringPool
 from rlkit.reward.loader import LabeledFn, RewardFnSpec
+from rlkit.types import Reward, RewardStatus, Sample
 
 POLL_S = 5.0
 
@@ -52,7 +53,13 @@ class RewardWorker:
 
     def _score(self, taken: list[tuple[int, dict[str, Any]]]) -> None:
         samples = ray.get([fields["sample"] for _, fields in taken])
-        rewards = self.pool.score([RewardRequest.from_sample(sample) for sample in samples])
+        # An episode its environment broke is a failed sample, like a reward that raised.
+        healthy = [index for index, sample in enumerate(samples) if sample.env_status in ("none", "ok")]
+        scored = iter(self.pool.score([RewardRequest.from_sample(samples[index]) for index in healthy]))
+        rewards = [
+            next(scored) if sample.env_status in ("none", "ok") else _environment_failure(sample)
+            for sample in samples
+        ]
         ray.get(self.store.set_field.remote([entry_id for entry_id, _ in taken], "reward", rewards))
         # All scored samples, evaluation included; batch-level status counts come from the learner.
         statuses = Counter(reward.status.value for reward in rewards)
@@ -60,3 +67,8 @@ class RewardWorker:
         counters["timing/reward_score_s"] = sum(reward.seconds for reward in rewards)
         ray.get(self.store.add_counters.remote(counters))
         self.scored += len(rewards)
+
+
+def _environment_failure(sample: Sample) -> Reward:
+    status = RewardStatus.TIMEOUT if sample.env_status == "timeout" else RewardStatus.ERROR
+    return Reward(score=0.0, status=status, error=sample.env_error or f"environment {sample.env_status}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
@@ -84,6 +84,8 @@ class EngineOptions:
 
 class GenerationEngine(Protocol):
     """What a rollout worker needs from an engine."""
+
+    tokenizer: Any  # the model's HF tokenizer: decodes turns, encodes environment observations
 
     def generate(
         self, prompt_ids: list[list[int]], n: int, sampling: SamplingOptions

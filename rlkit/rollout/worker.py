@@ -14,8 +14,11 @@ from typing import Any
 
 import ray
 
+from rlkit.environment import EnvOptions
 from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
-from rlkit.types import FinishReason, RolloutRequest, Sample
+from rlkit.rollout.env_host import EnvHost
+from rlkit.rollout.episodes import run_episodes
+from rlkit.types import FinishReason, Generation, RolloutRequest, Sample
 
 POLL_S = 5.0  # longest an idle worker waits before re-checking (it is woken earlier by news)
 
@@ -33,6 +36,7 @@ class RolloutWorker:
         sampling: SamplingOptions,
         prompts_per_request: int,
         env: dict[str, str] | None = None,
+        environment: EnvOptions | None = None,
     ) -> None:
         os.environ.update(env or {})
         self.name = name
@@ -42,6 +46,13 @@ class RolloutWorker:
         self.version = 0
         self.requests_done = 0
         self.engine = build_engine(engine, model_path, engine_options)
+        self.max_model_len = engine_options.max_model_len
+        self.environment = environment if environment is not None and environment.name else None
+        self.env_host = (
+            EnvHost(self.environment.name, self.environment.options, self.environment.step_timeout_s)
+            if self.environment
+            else None
+        )
         ray.get(self.store.report_engine_version.remote(self.name, self.version))
 
     def ready(self) -> str:
@@ -76,34 +87,74 @@ class RolloutWorker:
                 seed=None if self.sampling.seed is None else self.sampling.seed + self.requests_done,
             )
             started = time.perf_counter()
-            generations = self.engine.generate([r.prompt.prompt_ids for r in batch], n, sampling)
+            samples = self._episodes(batch, sampling) if self.env_host else self._single_turn(batch, n, sampling)
             seconds = time.perf_counter() - started
-            entries = []
-            tokens = 0
-            for request, outputs in zip(batch, generations):
-                for index, generation in enumerate(outputs):
-                    tokens += len(generation.response_ids)
-                    sample = Sample(
-                        group_uid=request.group_uid,
-                        index_in_group=index,
-                        group_size=request.n,
-                        prompt=request.prompt,
-                        response_ids=list(generation.response_ids),
-                        response_mask=[1] * len(generation.response_ids),
-                        rollout_logprobs=list(generation.logprobs),
-                        policy_version=self.version,
-                        finish=generation.finish,
-                        response_text=generation.text,
-                    )
-                    entries.append({"group": request.group_uid, "group_size": request.n, "version": self.version,
-                                    "partition": request.partition, "fields": {"sample": sample}})
+            entries = [
+                {"group": s.group_uid, "group_size": s.group_size, "version": self.version,
+                 "partition": request.partition, "fields": {"sample": s}}
+                for request, s in samples
+            ]
             ray.get(self.store.put.remote(entries))
-            truncated = sum(e["fields"]["sample"].finish == FinishReason.LENGTH for e in entries)
-            ray.get(self.store.add_counters.remote({
-                "timing/rollout_generate_s": seconds, "rollout/generated_tokens": tokens,
-                "rollout/generated_samples": len(entries), "rollout/generated_truncated": truncated,
-            }))
+            counters = {
+                "timing/rollout_generate_s": seconds,
+                "rollout/generated_tokens": sum(sum(s.response_mask) for _, s in samples),
+                "rollout/generated_samples": len(samples),
+                "rollout/generated_truncated": sum(s.finish == FinishReason.LENGTH for _, s in samples),
+            }
+            for status in ("error", "timeout"):
+                counters[f"rollout/env_{status}"] = sum(s.env_status == status for _, s in samples)
+            ray.get(self.store.add_counters.remote(counters))
             self.requests_done += len(batch)
+
+    def _single_turn(
+        self, batch: list[RolloutRequest], n: int, sampling: SamplingOptions
+    ) -> list[tuple[RolloutRequest, Sample]]:
+        generations = self.engine.generate([r.prompt.prompt_ids for r in batch], n, sampling)
+        return [
+            (request, self._sample(request, index, generation))
+            for request, outputs in zip(batch, generations)
+            for index, generation in enumerate(outputs)
+        ]
+
+    def _sample(self, request: RolloutRequest, index: int, generation: Generation) -> Sample:
+        return Sample(
+            group_uid=request.group_uid,
+            index_in_group=index,
+            group_size=request.n,
+            prompt=request.prompt,
+            response_ids=list(generation.response_ids),
+            response_mask=[1] * len(generation.response_ids),
+            rollout_logprobs=list(generation.logprobs),
+            policy_version=self.version,
+            finish=generation.finish,
+            response_text=generation.text,
+        )
+
+    def _episodes(self, batch: list[RolloutRequest], sampling: SamplingOptions) -> list[tuple[RolloutRequest, Sample]]:
+        assert self.env_host is not None and self.environment is not None
+        episodes = run_episodes(self.engine, self.env_host, batch, sampling, self.environment, self.max_model_len)
+        return [
+            (
+                episode.request,
+                Sample(
+                    group_uid=episode.request.group_uid,
+                    index_in_group=episode.index,
+                    group_size=episode.request.n,
+                    prompt=episode.request.prompt,
+                    response_ids=episode.response_ids,
+                    response_mask=episode.mask,
+                    rollout_logprobs=episode.logprobs,
+                    policy_version=self.version,
+                    finish=episode.finish,
+                    response_text=episode.text,
+                    turn_boundaries=tuple(episode.turn_starts),
+                    step_rewards=tuple(episode.step_rewards),
+                    env_status=episode.env_status,
+                    env_error=episode.env_error,
+                ),
+            )
+            for episode in episodes
+        ]
 
     def _load_newer_weights(self) -> None:
         latest = ray.get(self.store.latest_weights.remote(self.version))

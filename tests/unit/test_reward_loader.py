@@ -169,4 +169,4 @@ def test_only_declared_keywords_are_passed_without_kwargs() -> None:
     request = RewardRequest(prompt="p", response="7", ground_truth="7", data_source="math", extra={})
     assert accepted_keywords(wants_two) == ("response", "ground_truth")
     assert call_and_judge(wants_two, request, accepted_keywords(wants_two)).score == 1.0
-    assert call_and_judge(wants_all, request, accepted_keywords(wants_all)).score == 5.0
+    assert call_and_judge(wants_all, request, accepted_keywords(wants_all)).score == 6.0  # the six contract keywords

@@ -1,0 +1,89 @@
+"""Multi-turn environments: the protocol, the registry, and the options a recipe sets.
+
+An environment answers the model's turns: after each turn the rollout worker calls
+`step(turn_text)` and appends the returned observation to the context (masked out of the loss),
+until the environment says `done`, the model stops, or a turn or token limit is reached. Each
+step may carry an immediate reward (a step critic); the sample records them with the turn
+boundaries, for rewards such as G-RA and methods such as EMPG and LLDS.
+
+Environments are user code like reward functions: the rollout worker runs them in a separate
+process with a per-step timeout (`rlkit.rollout.env_host`), so one that raises or hangs ends its
+episode with a recorded error instead of the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from rlkit.registry import Registry
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What an environment returns for one model turn."""
+
+    observation: str = ""  # text appended after the turn (tool output, search results); not trained on
+    reward: float = 0.0  # immediate reward of this step (rule-based step critic)
+    done: bool = False  # the episode is over
+
+
+class Environment(Protocol):
+    """One episode's environment. A new instance is made for every episode."""
+
+    stop: tuple[str, ...]  # strings that end the model's turn (e.g. "</calc>"); the string is kept
+
+    def reset(self, prompt: str, ground_truth: str | None, extra: dict[str, Any]) -> None:
+        """Start an episode for one dataset row."""
+        ...
+
+    def step(self, action: str) -> StepResult:
+        """React to the model's turn (its text, up to and including a stop string)."""
+        ...
+
+
+EnvironmentFactory = Callable[..., Environment]  # called with the recipe's env options
+ENVIRONMENTS: Registry[EnvironmentFactory] = Registry("environment")
+
+
+def load_shipped_environments() -> None:
+    """Register the environments shipped in `envs/` (imported lazily: they are optional)."""
+    import envs  # noqa: F401
+
+
+def build_environment(name: str, options: dict[str, Any] | None = None) -> Environment:
+    """A fresh environment instance for one episode."""
+    load_shipped_environments()
+    return ENVIRONMENTS.get(name)(**dict(options or {}))
+
+
+@dataclass
+class EnvOptions:
+    """The `rollout.env` section: multi-turn episodes instead of single responses."""
+
+    name: str | None = None
+    """Environment name (registry `environments`, e.g. calculator, retrieval_qa, multistep); null = single-turn."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the environment's constructor."""
+    max_turns: int = 4
+    """Most model turns per episode."""
+    max_turn_tokens: int = 64
+    """Most tokens the model generates in one turn."""
+    max_episode_tokens: int = 256
+    """Most response tokens per episode, model and observation tokens together."""
+    step_timeout_s: float = 5.0
+    """Longest one environment call may take; past it the episode ends with status timeout."""
+
+    def problems(self) -> list[str]:
+        """Every invalid field (empty when valid)."""
+        found = []
+        for name in ("max_turns", "max_turn_tokens", "max_episode_tokens"):
+            if getattr(self, name) < 1:
+                found.append(f"{name}={getattr(self, name)} must be ≥ 1")
+        if not self.step_timeout_s > 0:
+            found.append(f"step_timeout_s={self.step_timeout_s} must be > 0")
+        if self.name is not None:
+            load_shipped_environments()
+            if self.name not in ENVIRONMENTS:
+                found.append(f"name: {ENVIRONMENTS.unknown_message(self.name)}")
+        return found
