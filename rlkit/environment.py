@@ -13,7 +13,10 @@ episode with a recorded error instead of the run.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from rlkit.registry import Registry
@@ -51,10 +54,30 @@ def load_shipped_environments() -> None:
     import envs  # noqa: F401
 
 
+def environment_factory(name: str) -> EnvironmentFactory:
+    """A registered environment, or your own: "path/to/file.py:ClassName" or "package.module:ClassName"."""
+    if ":" not in name:
+        load_shipped_environments()
+        return ENVIRONMENTS.get(name)
+    target, attribute = name.rsplit(":", 1)
+    if target.endswith(".py"):
+        path = Path(target).expanduser().absolute()
+        if not path.is_file():
+            raise FileNotFoundError(f"environment file not found: {path}")
+        spec = importlib.util.spec_from_file_location(f"rlkit_env_{abs(hash(str(path)))}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    if not hasattr(module, attribute):
+        raise AttributeError(f"{target} defines no {attribute!r}")
+    return getattr(module, attribute)
+
+
 def build_environment(name: str, options: dict[str, Any] | None = None) -> Environment:
     """A fresh environment instance for one episode."""
-    load_shipped_environments()
-    return ENVIRONMENTS.get(name)(**dict(options or {}))
+    return environment_factory(name)(**dict(options or {}))
 
 
 @dataclass
@@ -62,7 +85,7 @@ class EnvOptions:
     """The `rollout.env` section: multi-turn episodes instead of single responses."""
 
     name: str | None = None
-    """Environment name (registry `environments`, e.g. calculator, retrieval_qa, multistep); null = single-turn."""
+    """Environment: a registered name (calculator, retrieval_qa, multistep) or your own "file.py:Class"; null = single-turn."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the environment's constructor."""
     max_turns: int = 4
@@ -83,7 +106,8 @@ class EnvOptions:
         if not self.step_timeout_s > 0:
             found.append(f"step_timeout_s={self.step_timeout_s} must be > 0")
         if self.name is not None:
-            load_shipped_environments()
-            if self.name not in ENVIRONMENTS:
-                found.append(f"name: {ENVIRONMENTS.unknown_message(self.name)}")
+            try:
+                environment_factory(self.name)
+            except Exception as exc:  # unknown name, missing file, import error: all reported here
+                found.append(f"name: {exc}")
         return found

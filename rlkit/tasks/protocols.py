@@ -19,7 +19,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 DATA_SOURCE = "protocols"
 
@@ -234,7 +234,7 @@ EXAMPLE = (
 )
 
 
-def make_protocol(rng: random.Random) -> tuple[str, list[dict[str, object]]]:
+def make_protocol(rng: random.Random) -> tuple[str, list[dict[str, Any]]]:
     """A goal and its reference steps (2–6, optional steps dropped at random)."""
     family = FAMILIES[rng.randrange(len(FAMILIES))]
     slots = family.slots(rng)
@@ -250,10 +250,10 @@ def make_protocol(rng: random.Random) -> tuple[str, list[dict[str, object]]]:
     return family.goal.format(**slots), steps
 
 
-def render_prompt(goal: str, steps: list[dict[str, object]]) -> str:
+def render_prompt(goal: str, steps: list[dict[str, Any]]) -> str:
     """The user message: goal, materials and settings in order of use, format and example."""
-    materials = list(dict.fromkeys(obj for step in steps for obj in step["objects"]))  # type: ignore[attr-defined]
-    settings = [param for step in steps for param in step["parameters"]]  # type: ignore[attr-defined]
+    materials = list(dict.fromkeys(obj for step in steps for obj in step["objects"]))
+    settings = [param for step in steps for param in step["parameters"]]
     lines = [
         f"Write a protocol. Goal: {goal}",
         f"Materials: {', '.join(materials)}.",

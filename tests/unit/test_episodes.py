@@ -1,0 +1,168 @@
+"""Multi-turn episodes: the loop's bookkeeping with a scripted engine, environments in their
+killable host process (hostile ones included), and the calculator environment's evaluator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlkit.environment import EnvOptions, StepResult, build_environment
+from rlkit.models import build_tiny_tokenizer
+from rlkit.rollout.engine import SamplingOptions
+from rlkit.rollout.env_host import EnvHost, EnvironmentFailure
+from rlkit.rollout.episodes import cut_at_stop, run_episodes
+from rlkit.types import FinishReason, Generation, Prompt, RolloutRequest
+from envs.calculator import CalculatorError, evaluate
+
+TOKENIZER = build_tiny_tokenizer()
+EOS = TOKENIZER.convert_tokens_to_ids("<|im_end|>")
+
+
+class ScriptedEngine:
+    """Replies with the next scripted text for each prompt (tokenized with the real tokenizer);
+    a real engine's place in a unit test of the loop's bookkeeping."""
+
+    tokenizer = TOKENIZER
+
+    def __init__(self, turns: list[str]) -> None:
+        self.turns = list(turns)
+        self.contexts: list[list[int]] = []
+
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingOptions) -> list[list[Generation]]:
+        outputs = []
+        for ids in prompt_ids:
+            self.contexts.append(list(ids))
+            text = self.turns.pop(0)
+            end = text.endswith("<eos>")
+            tokens = TOKENIZER.encode(text.removesuffix("<eos>"), add_special_tokens=False) + ([EOS] if end else [])
+            tokens = tokens[: sampling.max_new_tokens]
+            finish = FinishReason.STOP if end else FinishReason.LENGTH
+            logprobs = [-0.5 - 0.01 * i for i in range(len(tokens))]
+            outputs.append([Generation(tokens, logprobs, finish, TOKENIZER.decode(tokens, skip_special_tokens=True))])
+        return outputs
+
+
+def request(n: int = 1) -> RolloutRequest:
+    prompt = Prompt(uid="p0", text="What is 12*7?", prompt_ids=TOKENIZER.encode("What is 12*7?"), ground_truth="84")
+    return RolloutRequest(group_uid="g0", prompt=prompt, n=n, batch_index=0)
+
+
+@pytest.fixture()
+def calculator_host():
+    host = EnvHost("calculator", {"call_reward": 0.1}, timeout_s=5.0)
+    yield host
+    host.close()
+
+
+def test_turns_observations_masks_and_rewards(calculator_host: EnvHost) -> None:
+    engine = ScriptedEngine(["Let me check <calc>12*7</calc> and more text after", "So it is 84.<eos>"])
+    options = EnvOptions(name="calculator", max_turns=4, max_turn_tokens=64, max_episode_tokens=256)
+    (episode,) = run_episodes(engine, calculator_host, [request()], SamplingOptions(), options, max_model_len=1024)
+    first = TOKENIZER.encode("Let me check <calc>12*7</calc>", add_special_tokens=False)
+    observation = TOKENIZER.encode("<result>84</result>\n", add_special_tokens=False)
+    second = TOKENIZER.encode("So it is 84.", add_special_tokens=False) + [EOS]
+    assert episode.response_ids == first + observation + second  # the turn was cut at its stop string
+    assert episode.mask == [1] * len(first) + [0] * len(observation) + [1] * len(second)
+    assert episode.logprobs[len(first) : len(first) + len(observation)] == [0.0] * len(observation)
+    assert episode.logprobs[: len(first)] == [-0.5 - 0.01 * i for i in range(len(first))]  # kept as generated
+    assert episode.turn_starts == [0, len(first) + len(observation)]
+    assert episode.step_rewards == [0.1, 0.0]  # a well-formed call, then the final answer
+    assert episode.text == "Let me check <calc>12*7</calc><result>84</result>\nSo it is 84."
+    assert episode.finish == FinishReason.STOP and episode.env_status == "ok"
+    # The second turn was generated from the prompt + everything so far, observation included.
+    assert engine.contexts[1] == request().prompt.prompt_ids + first + observation
+
+
+def test_turn_and_token_limits_end_episodes(calculator_host: EnvHost) -> None:
+    calls = ["<calc>1+1</calc>"] * 3
+    engine = ScriptedEngine(calls)
+    options = EnvOptions(name="calculator", max_turns=3, max_turn_tokens=64, max_episode_tokens=1000)
+    (episode,) = run_episodes(engine, calculator_host, [request()], SamplingOptions(), options, max_model_len=1024)
+    assert len(episode.turn_starts) == 3 and episode.finish == FinishReason.LENGTH  # out of turns
+    engine = ScriptedEngine(["<calc>1+1</calc>", "x" * 40])
+    options = EnvOptions(name="calculator", max_turns=5, max_turn_tokens=64, max_episode_tokens=40)
+    (episode,) = run_episodes(engine, calculator_host, [request()], SamplingOptions(), options, max_model_len=1024)
+    assert len(episode.response_ids) <= 40 and episode.finish == FinishReason.LENGTH
+
+
+def test_stop_cut_keeps_the_shortest_prefix() -> None:
+    tokens = TOKENIZER.encode("a <calc>2</calc> tail", add_special_tokens=False)
+    generation = Generation(tokens, [float(i) for i in range(len(tokens))], FinishReason.LENGTH, "a <calc>2</calc> tail")
+    cut = cut_at_stop(generation, ("</calc>",), lambda ids: TOKENIZER.decode(ids))
+    assert cut.text == "a <calc>2</calc>" and cut.finish == FinishReason.STOP
+    assert cut.logprobs == generation.logprobs[: len(cut.response_ids)]
+
+
+HOSTILE = '''
+import os, time
+from rlkit.environment import StepResult
+
+class Flaky:
+    stop = ()
+    def __init__(self, **options):
+        pass
+    def reset(self, prompt, ground_truth, extra):
+        self.turns = 0
+    def step(self, action):
+        self.turns += 1
+        if "raise" in action:
+            raise RuntimeError("environment bug")
+        if "hang" in action:
+            time.sleep(60)
+        if "die" in action:
+            os._exit(3)
+        if "garbage" in action:
+            return "not a StepResult"
+        return StepResult(observation=f"[{self.turns}]", reward=float(self.turns))
+'''
+
+
+@pytest.mark.parametrize(("action", "status", "message"), [
+    ("raise", "error", "RuntimeError: environment bug"),
+    ("hang", "timeout", "no answer within"),
+    ("die", "error", "died"),
+    ("garbage", "error", "expected rlkit.environment.StepResult"),
+])
+def test_hostile_environment_fails_its_episode_only(tmp_path: Path, action: str, status: str, message: str) -> None:
+    path = tmp_path / "flaky.py"
+    path.write_text(HOSTILE)
+    host = EnvHost(f"{path}:Flaky", {}, timeout_s=1.0)
+    try:
+        healthy, _ = host.reset("p", None, {})
+        doomed, _ = host.reset("p", None, {})
+        assert host.step(healthy, "fine") == StepResult("[1]", 1.0, False)
+        with pytest.raises(EnvironmentFailure) as failure:
+            host.step(doomed, action)
+        assert failure.value.status == status and message in str(failure.value)
+        # The other episode carries on where it was (replayed into a new process if needed).
+        assert host.step(healthy, "fine") == StepResult("[2]", 2.0, False)
+    finally:
+        host.close()
+
+
+def test_environment_names_are_checked(tmp_path: Path) -> None:
+    assert "did you mean \"calculator\"" in EnvOptions(name="calculater").problems()[0]
+    assert "not found" in EnvOptions(name=f"{tmp_path}/missing.py:Env").problems()[0]
+    assert EnvOptions(name="calculator").problems() == []
+
+
+@pytest.mark.parametrize(("expression", "value"), [("12*(3+4)", 84), ("7/2", 3.5), ("-2**3", -8), ("2 ** 10 % 1000", 24)])
+def test_calculator_computes_arithmetic(expression: str, value: float) -> None:
+    assert evaluate(expression) == value
+
+
+@pytest.mark.parametrize("expression", [
+    "__import__('os').system('echo hi')", "open('/etc/passwd').read()", "(lambda: 1)()", "9**9**9", "10**20",
+    "1/0", "x" * 500, "[1, 2]", "True + 1", "(-8) ** 0.5",
+])
+def test_calculator_refuses_everything_else(expression: str) -> None:
+    with pytest.raises(CalculatorError):
+        evaluate(expression)
+
+
+def test_calculator_episode_through_its_host() -> None:
+    environment = build_environment("calculator")
+    environment.reset("", None, {})
+    assert environment.step("<calc>6*7</calc>").observation == "<result>42</result>\n"
+    assert environment.step("42").done
