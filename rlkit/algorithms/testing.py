@@ -382,3 +382,13 @@ def _llds(inputs: dict[str, Any]) -> dict[str, Any]:
             "grad_wrt_log_prob": gradient,
         }
     )
+
+
+# ---------------------------------------------------------------- rewards (§8, §10)
+
+
+@VECTOR_ADAPTERS.register("thoth_score")
+def _thoth_score(inputs: dict[str, Any]) -> dict[str, Any]:
+    from rewards.thoth_score import evaluate_thoth_vector
+
+    return evaluate_thoth_vector(inputs)

@@ -89,6 +89,7 @@ def read_recipe(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, An
     if base_path in chain:
         cycle = " -> ".join(str(item) for item in (*chain, base_path))
         raise ConfigError(str(path), [f"base: recipes include each other in a cycle ({cycle})"])
+    _one_reward_source(content)  # this recipe's reward `path` replaces the base's `module`, and vice versa
     return deep_merge(read_recipe(base_path, chain), content)
 
 

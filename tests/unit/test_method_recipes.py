@@ -59,3 +59,11 @@ def test_base_recipes_merge_and_refuse_cycles(tmp_path: Path) -> None:
     (tmp_path / "e.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(ConfigError, match="recipe file not found"):
         load_config(tmp_path / "e.yaml")
+
+
+def test_a_recipe_naming_a_reward_path_replaces_its_bases_module(tmp_path: Path) -> None:
+    reward = tmp_path / "r.py"
+    reward.write_text("def score(*, response):\n    return 1.0\n")
+    (tmp_path / "child.yaml").write_text(f"base: {RECIPES / 'smollm2_math_grpo.yaml'}\nreward:\n  fn:\n    path: {reward}\n")
+    config = load_config(tmp_path / "child.yaml")
+    assert config.reward.fn.path == str(reward) and config.reward.fn.module is None
