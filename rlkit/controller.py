@@ -12,6 +12,7 @@ no algorithm math; the only module that wires stages together.
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import json
 import time
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 
 import ray
 
+from rlkit import rise
 from rlkit.config import TrainConfig, to_yaml
 from rlkit.data import epochs, load_prompts
 from rlkit.evaluation import accuracy_metrics
@@ -149,6 +151,8 @@ class Trainer:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.tokenizer = tokenizer
+        self.rise_rng = random.Random(config.rise.seed)
         data = config.data
         options = dict(prompt_key=data.prompt_key, answer_key=data.answer_key, data_source_key=data.data_source_key,
                        system_prompt=data.system_prompt, max_prompt_tokens=data.max_prompt_tokens)
@@ -170,6 +174,27 @@ class Trainer:
         values = ray.get([ref for pair in pairs for ref in pair])  # one fetch: sample, reward, sample, ...
         scored = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
         return accuracy_metrics(scored)
+
+    def add_verifications(
+        self, stages: Stages, batch: list[tuple[Any, Any]], step: int
+    ) -> tuple[list[tuple[Any, Any]], dict[str, float]]:
+        """RISE: turn a few of this batch's scored solutions into critique prompts, sample
+        verifications with the current policy, and return both kinds of trajectory together."""
+        config = self.config
+        values = ray.get([ref for pair in batch for ref in pair])
+        scored = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+        groups: dict[str, list[ScoredSample]] = {}
+        for item in scored:
+            groups.setdefault(item.sample.group_uid, []).append(item)
+        chosen = rise.downsample(list(groups.values()), config.rise.critique_batch_size, self.rise_rng)
+        prompts = [rise.verification_prompt(item, self.tokenizer, config.rise, f"rise{step}-{index}")
+                   for index, item in enumerate(chosen)]
+        requests = [RolloutRequest(p.uid, p, config.rollout.n, step - 1, partition="rise") for p in prompts]
+        ray.get(stages.store.put.remote([{"partition": "rise", "fields": {"request": r}} for r in requests]))
+        verifications = stages.take_scored("rise", len(requests), config.rollout.batch_timeout_s)
+        values = ray.get([ref for pair in verifications for ref in pair])
+        verified = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+        return batch + verifications, rise.verification_metrics(scored + verified)
 
     def run(self) -> dict[str, Any]:
         config = self.config
@@ -200,7 +225,11 @@ class Trainer:
             batch = stages.take_scored("train", config.rollout.prompts_per_step, config.rollout.batch_timeout_s,
                                        min_version=step - 1 - k)
             wait_s = time.perf_counter() - step_started
+            rise_metrics: dict[str, float] = {}
+            if config.rise.enable:
+                batch, rise_metrics = self.add_verifications(stages, batch, step)
             metrics = stages.learners.train_step(batch)
+            metrics.update(rise_metrics)
             sync_s = stages.sync.publish(step, wait=k == 0)
             feeder.admit_until(step + k)
             step_s = time.perf_counter() - step_started

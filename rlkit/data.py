@@ -88,7 +88,9 @@ def load_prompts(
         source = str(row.get(data_source_key, "default")) if data_source_key else str(row.get("data_source", "default"))
         uid = str(row.get("id", f"{split}-{index}"))
         extra = {k: v for k, v in row.items() if k not in (prompt_key, answer_key, "id")}
-        prompts.append(Prompt(uid=uid, text=text, prompt_ids=prompt_ids, ground_truth=ground_truth, data_source=source, extra=extra))
+        user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        prompts.append(Prompt(uid=uid, text=text, prompt_ids=prompt_ids, ground_truth=ground_truth, data_source=source,
+                              extra=extra, user_text=user_text))
     return prompts
 
 

@@ -42,6 +42,7 @@ class Prompt:
     ground_truth: str | None  # reference answer for verifiable rewards
     data_source: str = "default"  # task name, lets one reward file serve several tasks
     extra: dict[str, Any] = field(default_factory=dict)
+    user_text: str = ""  # the last user message before the chat template (RISE quotes the question)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,14 @@ def check_config(config: TrainConfig) -> list[str]:
     problems.extend(f"rollout.sampling.{problem}" for problem in config.rollout.sampling.problems())
     problems.extend(f"rollout.engine_options.{problem}" for problem in config.rollout.engine_options.problems())
     problems.extend(f"rollout.env.{problem}" for problem in config.rollout.env.problems())
+    problems.extend(f"rise.{problem}" for problem in config.rise.problems())
+    room = config.rollout.engine_options.max_model_len - config.rollout.sampling.max_new_tokens
+    if config.rise.enable and config.rise.max_prompt_tokens > room:
+        problems.append(
+            f"rise.max_prompt_tokens={config.rise.max_prompt_tokens} + rollout.sampling.max_new_tokens="
+            f"{config.rollout.sampling.max_new_tokens} exceeds rollout.engine_options.max_model_len="
+            f"{config.rollout.engine_options.max_model_len}; lower the first or raise the last"
+        )
     problems.extend(_check_reward_functions(config))
     return problems
 

@@ -13,6 +13,7 @@ from rlkit.algorithms.options import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
 from rlkit.reward.loader import RewardFnSpec, WeightedRewardFn
 from rlkit.environment import EnvOptions
+from rlkit.rise import RiseConfig
 from rlkit.rollout.engine import EngineOptions, SamplingOptions
 
 
@@ -179,3 +180,4 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    rise: RiseConfig = field(default_factory=RiseConfig)

@@ -1,0 +1,36 @@
+"""The RISE reward (ALGORITHMS.md §9.1, §9.3): one function for both kinds of trajectory.
+
+- A solution (any data_source but "rise_verification"): 1.0 when its last \\boxed{} answer equals
+  the ground truth, −0.5 when it has a boxed answer that is wrong, −1.0 when it has none.
+- A verification response (data_source "rise_verification", ground truth "1.0", "-0.5" or
+  "-1.0": the verifier's score of the solution it grades): 1.0 when its boxed rating equals that
+  score, −0.5 when it differs, −1.0 when it gives no boxed rating.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rewards.math_answer import answers_match, last_boxed
+
+VERIFICATION_SOURCE = "rise_verification"  # rlkit.rise.VERIFICATION_SOURCE (kept free of rlkit imports)
+
+
+def score(*, response: str, ground_truth: str | None, data_source: str = "default", **kwargs: Any) -> dict[str, float] | None:
+    if ground_truth is None:
+        return None
+    boxed = last_boxed(response)
+    if boxed is None:
+        value = -1.0
+    elif data_source == VERIFICATION_SOURCE:
+        value = 1.0 if _same_rating(boxed, ground_truth) else -0.5
+    else:
+        value = 1.0 if answers_match(boxed, ground_truth) else -0.5
+    return {"score": value, "correct": float(value == 1.0), "boxed": float(boxed is not None)}
+
+
+def _same_rating(rating: str, expected: str) -> bool:
+    try:
+        return abs(float(rating.strip()) - float(expected)) < 1e-6
+    except ValueError:
+        return False
