@@ -10,10 +10,11 @@ new session, with a scrubbed environment and a throw-away working directory. The
    dies the kernel kills every process it left behind;
 3. in that child: makes the whole filesystem read-only, hides home directories (re-exposing the
    Python installation if it lives there), mounts small private `noexec` tmpfs on /tmp, /var/tmp,
-   /dev/shm and the working directory, mounts a private /proc, sets rlimits (CPU, address space,
-   file size, process count, no core dumps, few fds), installs an audit hook (a tripwire that
-   ends the program on fork/exec/subprocess, sockets, ctypes and writes outside the working
-   directory), and only then compiles and runs the code;
+   /dev/shm and the working directory, mounts a private /proc; gives up privilege for good (empty
+   capability sets, no_new_privs and, when running as root, a uid of its own); sets rlimits (CPU,
+   address space, file size, process count, no core dumps, few fds); installs an audit hook (a
+   tripwire that ends the program on fork/exec/subprocess, sockets, ctypes and writes outside
+   the working directory); and only then compiles and runs the code;
 4. waits for the child and reports its exit status and CPU time to the parent.
 
 The parent SIGKILLs the whole process group at the wall-clock deadline, then kills whatever is
@@ -30,6 +31,7 @@ the untrusted code.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -54,7 +56,7 @@ EXIT_SETUP = 115
 
 STDERR_LIMIT = 8 * 1024  # bytes of stderr kept (the tail: tracebacks end there)
 _BLOCKED_PREFIX = "rlkit-sandbox: blocked "
-_HOME_SCRATCH_MB = 1  # size of the tmpfs over /tmp, /var/tmp, /dev/shm (TMPDIR is the workdir)
+_SCRATCH_MB = 1  # size of the tmpfs over /tmp, /var/tmp, /dev/shm (TMPDIR is the workdir)
 _MAX_OPEN_FILES = 64
 
 
@@ -63,15 +65,16 @@ class SandboxLimits:
     """Resource limits for one run. Defaults fit one test case of a programming task."""
 
     cpu_seconds: int = 5
-    """CPU time (RLIMIT_CPU, whole seconds); the kernel SIGKILLs the program when it is spent."""
+    """CPU time (RLIMIT_CPU, rounded up to whole seconds); the kernel SIGKILLs the program when
+    it is spent."""
     memory_mb: int = 1024
     """Address space per process (RLIMIT_AS). Python itself needs ~30 MB; 1 GiB stops a
     runaway allocation long before the host notices."""
     file_size_mb: int = 16
     """Largest file the program may write (RLIMIT_FSIZE); also bounds its stdout and stderr."""
     max_processes: int = 16
-    """Tasks (processes + threads) allowed: pids cgroup, and RLIMIT_NPROC where the kernel
-    enforces it (not for root). Threads count, so keep room for a few."""
+    """Tasks allowed (pids cgroup, and RLIMIT_NPROC where the kernel enforces it: not for
+    root). Threads and the launcher itself count, so keep room for a few."""
     wall_seconds: float = 10.0
     """Wall-clock deadline, start-up included; the parent SIGKILLs the process group at it."""
     network: bool = False
@@ -85,10 +88,10 @@ class SandboxLimits:
 
     def __post_init__(self) -> None:
         problems = [
-            f"{name}={getattr(self, name)!r} must be positive"
+            f"{name}={getattr(self, name)!r} must be a positive finite number"
             for name in ("cpu_seconds", "memory_mb", "file_size_mb", "max_processes",
                          "wall_seconds", "disk_mb", "max_output_bytes")
-            if not getattr(self, name) > 0
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name)))
         ]
         if problems:
             raise ValueError("invalid SandboxLimits: " + "; ".join(problems))
@@ -135,6 +138,8 @@ def run_untrusted(
     """
     import tempfile  # parent-only: see the module docstring
 
+    if not sys.platform.startswith("linux"):
+        raise SandboxError(f"the sandbox needs Linux (namespaces, rlimits), not {sys.platform}")
     with tempfile.TemporaryDirectory(prefix="rlkit-sandbox-io-") as io_dir:
         with tempfile.TemporaryDirectory(prefix="rlkit-sandbox-") as workdir:
             _write_files(workdir, files or {})
@@ -150,36 +155,20 @@ def run_untrusted(
 def _run(
     code: str, stdin: str, limits: SandboxLimits, io_dir: str, workdir: str, cgroup: str | None
 ) -> SandboxResult:
-    import subprocess
-
     paths = {name: os.path.join(io_dir, name) for name in ("stdin", "stdout", "stderr", "report")}
     with open(paths["stdin"], "w", encoding="utf-8") as f:
         f.write(stdin)
-    report_fd = os.open(paths["report"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    config = _launcher_config(code, limits, workdir, cgroup)
+    start = time.monotonic()
+    pid = _start_launcher(config, paths, io_dir, workdir)
     try:
-        config = _launcher_config(code, limits, workdir, cgroup, report_fd)
-        config_path = os.path.join(io_dir, "config.json")
-        with open(config_path, "w", encoding="utf-8") as f:
-            json.dump(config, f)
-        command = [sys.executable, "-I", "-S", "-B", "-X", "utf8", os.path.abspath(__file__),
-                   config_path]
-        with open(paths["stdin"], "rb") as fin, open(paths["stdout"], "wb") as fout, \
-                open(paths["stderr"], "wb") as ferr:
-            start = time.monotonic()
-            process = subprocess.Popen(
-                command, stdin=fin, stdout=fout, stderr=ferr, cwd=workdir, env=_child_env(workdir),
-                start_new_session=True, close_fds=True, pass_fds=(report_fd,),
-            )
-    finally:
-        os.close(report_fd)
-    timed_out = _wait_until_exit(process.pid, start + limits.wall_seconds)
-    _kill_group(process.pid)  # the leader is a zombie or alive, so the group id is still ours
-    if cgroup is not None:
-        _empty_cgroup(cgroup)
-    _, status, _ = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        timed_out = _wait_until_exit(pid, start + limits.wall_seconds)
+    finally:  # also on KeyboardInterrupt: never leave the group running
+        _kill_group(pid)  # the leader is alive or a zombie, so the group id is still ours
+        if cgroup is not None:
+            _empty_cgroup(cgroup)
+        status = _reap(pid)
     wall = time.monotonic() - start
-    stray = _count_session(process.pid)
     report = _read_report(paths["report"])
     stdout, truncated = _read_head(paths["stdout"], limits.max_output_bytes)
     stderr = _read_tail(paths["stderr"], STDERR_LIMIT)
@@ -188,12 +177,37 @@ def _run(
         status=verdict[0], reason=verdict[1], exit_code=verdict[2], signal=verdict[3],
         stdout=stdout, stderr=stderr, stdout_truncated=truncated, wall_seconds=wall,
         cpu_seconds=report.get("exit", {}).get("cpu_s"), defences=report.get("defences", {}),
-        session_id=process.pid, stray_processes=stray, workdir=workdir,
+        session_id=pid, stray_processes=_stray_processes(pid), workdir=workdir,
     )
 
 
+def _start_launcher(config: dict, paths: dict[str, str], io_dir: str, workdir: str) -> int:
+    """Start the launcher in a new session; its pid (= process-group and session id)."""
+    import subprocess
+
+    report_fd = os.open(paths["report"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        config_path = os.path.join(io_dir, "config.json")
+        with open(config_path, "w", encoding="utf-8") as f:
+            json.dump({**config, "report_fd": report_fd}, f)
+        command = [sys.executable, "-I", "-S", "-B", "-X", "utf8", os.path.abspath(__file__),
+                   config_path]
+        with open(paths["stdin"], "rb") as fin, open(paths["stdout"], "wb") as fout, \
+                open(paths["stderr"], "wb") as ferr:
+            process = subprocess.Popen(
+                command, stdin=fin, stdout=fout, stderr=ferr, cwd=workdir, env=_child_env(workdir),
+                start_new_session=True, close_fds=True, pass_fds=(report_fd,),
+            )
+    finally:
+        os.close(report_fd)
+    # We reap it ourselves (_reap). Left at None, Popen.__del__ would queue the pid for
+    # subprocess._cleanup(), which another thread's Popen could use to reap it under us.
+    process.returncode = 0
+    return process.pid
+
+
 def _launcher_config(
-    code: str, limits: SandboxLimits, workdir: str, cgroup: str | None, report_fd: int
+    code: str, limits: SandboxLimits, workdir: str, cgroup: str | None
 ) -> dict[str, object]:
     homes = {os.path.expanduser("~"), "/root"}
     return {
@@ -201,7 +215,7 @@ def _launcher_config(
         "limits": asdict(limits),
         "workdir": workdir,
         "cgroup": cgroup,
-        "report_fd": report_fd,
+        "parent_pid": os.getpid(),
         "mask": sorted({os.path.realpath(h) for h in homes if os.path.isdir(h)} - {"/"}),
     }
 
@@ -231,13 +245,25 @@ def _write_files(workdir: str, files: dict[str, str]) -> None:
 def _wait_until_exit(pid: int, deadline: float) -> bool:
     """Wait for `pid` to exit without reaping it; True if the deadline came first."""
     pause = 0.001
-    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return False
+        except ChildProcessError:  # reaped behind our back (SIGCHLD set to SIG_IGN)
+            return False
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return True
         time.sleep(min(pause, remaining))
         pause = min(pause * 2, 0.02)
-    return False
+
+
+def _reap(pid: int) -> int | None:
+    """The launcher's wait status, or None if it was already reaped elsewhere."""
+    try:
+        return os.wait4(pid, 0)[1]
+    except ChildProcessError:
+        return None
 
 
 def _kill_group(pgid: int) -> None:
@@ -247,19 +273,21 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _count_session(sid: int, settle_s: float = 1.0) -> int:
-    """Live (non-zombie) processes of session `sid`, after up to `settle_s` for SIGKILLs to land."""
+def _stray_processes(sid: int, settle_s: float = 1.0) -> int:
+    """Processes of session `sid` still alive `settle_s` after the group kill; kills them."""
     deadline = time.monotonic() + settle_s
     while True:
-        alive = [pid for pid, session, state in _process_table() if session == sid
-                 and state not in "ZX"]
-        if not alive or time.monotonic() > deadline:
+        alive = [pid for pid, session, state in _process_table()
+                 if session == sid and state not in "ZX"]
+        if not alive:
+            return 0
+        if time.monotonic() > deadline:
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             return len(alive)
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         time.sleep(0.01)
 
 
@@ -309,7 +337,7 @@ def _read_report(path: str) -> dict[str, dict]:
 
 
 def _classify(
-    report: dict[str, dict], timed_out: bool, launcher_status: int, stderr: str,
+    report: dict[str, dict], timed_out: bool, launcher_status: int | None, stderr: str,
     limits: SandboxLimits,
 ) -> tuple[str, str, int | None, int | None]:
     """(status, reason, exit code, signal) of the program."""
@@ -320,12 +348,13 @@ def _classify(
         return "sandbox_error", "launcher set-up failed: " + report["setup_error"]["message"], \
             None, None
     if "exit" not in report:
-        code = os.waitstatus_to_exitcode(launcher_status)
-        return "sandbox_error", f"launcher ended without a report (status {code})", None, None
+        code = None if launcher_status is None else os.waitstatus_to_exitcode(launcher_status)
+        return "sandbox_error", f"launcher ended without a report (exit {code})", None, None
     exit_code, sig = report["exit"].get("code"), report["exit"].get("signal")
     cpu = report["exit"].get("cpu_s") or 0.0
     if sig is not None:
-        if sig in (signal.SIGKILL, signal.SIGXCPU) and cpu >= limits.cpu_seconds - 0.05:
+        # The kernel SIGKILLs at the CPU limit; rusage reads a few percent low (tick sampling).
+        if sig in (signal.SIGKILL, signal.SIGXCPU) and cpu >= 0.8 * limits.cpu_seconds:
             return "timeout", f"CPU limit of {limits.cpu_seconds} s reached; killed", None, sig
         try:
             name = signal.Signals(sig).name
@@ -424,6 +453,12 @@ _MNT_DETACH = 0x2
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # same number on every arch
 _OPEN_TREE_CLONE, _AT_RECURSIVE, _AT_FDCWD = 0x1, 0x8000, -100
 _MOVE_MOUNT_F_EMPTY_PATH, _MOUNT_ATTR_RDONLY = 0x4, 0x1
+_PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 1, 24, 38
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# Root drops to a uid of its own per run (never a real account's): RLIMIT_NPROC then counts only
+# this run's tasks, and the program owns nothing outside its working directory.
+_SANDBOX_UID_BASE = 0x7F000000
 
 # Audit events that end the program. Fork/exec/spawn cover every way Python starts a process
 # except `_posixsubprocess`, whose import is refused instead; ctypes and gc introspection are the
@@ -451,12 +486,18 @@ def _launch(config_path: str) -> None:
     with open(config_path, encoding="utf-8") as f:
         config = json.load(f)
     report_fd = config["report_fd"]
+    libc = _libc()
+    _prctl(libc, _PR_SET_PDEATHSIG, signal.SIGKILL)  # the caller died: so do we
+    if os.getppid() != config["parent_pid"]:  # it died before the line above
+        os._exit(EXIT_SETUP)
+    config["sandbox_uid"] = _SANDBOX_UID_BASE + os.getpid()  # unique while this launcher lives
     defences = {"pids_cgroup": _join_cgroup(config["cgroup"])}
-    defences.update(_enter_namespaces(_libc(), network=config["limits"]["network"]))
+    defences.update(_enter_namespaces(libc, network=config["limits"]["network"]))
+    del libc
     child = os.fork()
     if child == 0:
         _inner(config, defences)  # never returns
-    _, status, usage = os.wait4(child, 0)
+    status, usage = _wait_with_deadline(child, config["limits"]["wall_seconds"] + 1.0)
     outcome = {
         "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
@@ -465,6 +506,22 @@ def _launch(config_path: str) -> None:
     }
     os.write(report_fd, (json.dumps({"exit": outcome}) + "\n").encode())
     os._exit(0)
+
+
+def _wait_with_deadline(child: int, seconds: float) -> tuple[int, object]:
+    """wait4() for `child`, SIGKILLing it after `seconds`: the parent normally kills first, this
+    holds if the parent is stuck (its own death is covered by PDEATHSIG)."""
+    deadline = time.monotonic() + seconds
+    pause = 0.001
+    while True:
+        pid, status, usage = os.wait4(child, os.WNOHANG)
+        if pid:
+            return status, usage
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            return os.wait4(child, 0)[1:]
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
 
 
 def _join_cgroup(path: str | None) -> bool:
@@ -517,13 +574,7 @@ def _inner(config: dict, defences: dict[str, bool]) -> None:
     try:
         limits, workdir = config["limits"], config["workdir"]
         try:
-            defences.update(_private_filesystem(_libc(), config) if defences["mount_namespace"]
-                            else _no_private_filesystem())
-            os.chdir(workdir)
-            defences["nproc_rlimit"] = _set_rlimits(limits, defences["user_namespace"])
-            defences["rlimits"] = True
-            defences["audit_hook"] = bool(limits["python_guard"])
-            defences["fresh_interpreter"] = True
+            defences.update(_set_up(config, defences))
         except Exception as exc:
             os.write(config["report_fd"], (json.dumps({"setup_error": repr(exc)}) + "\n").encode())
             os._exit(EXIT_SETUP)
@@ -537,6 +588,28 @@ def _inner(config: dict, defences: dict[str, bool]) -> None:
         os._exit(code)
 
 
+def _set_up(config: dict, defences: dict[str, bool]) -> dict[str, bool]:
+    """Filesystem view, privileges and rlimits of the sandboxed process; what took effect."""
+    os.umask(0o022)
+    limits, workdir = config["limits"], config["workdir"]
+    libc = _libc()
+    done = (_private_filesystem(libc, config) if defences["mount_namespace"]
+            else _no_private_filesystem())
+    switch = os.getuid() == 0 and not defences["user_namespace"] and _stdlib_readable_by_others()
+    if switch:  # the workdir becomes the unprivileged uid's own
+        _chown_tree(workdir, config["sandbox_uid"])
+    done.update(_drop_privileges(libc, config["sandbox_uid"] if switch else None))
+    _prctl(libc, _PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
+    os.chdir(workdir)
+    uid = os.getuid()
+    # Without a user namespace or an own uid, RLIMIT_NPROC counts *all* the user's tasks.
+    others = 0 if defences["user_namespace"] or switch or uid == 0 else _tasks_of(uid)
+    _set_rlimits(limits, others)
+    done.update(rlimits=True, nproc_rlimit=uid != 0, audit_hook=bool(limits["python_guard"]),
+                fresh_interpreter=True)
+    return done
+
+
 def _private_filesystem(libc, config: dict) -> dict[str, bool]:
     """Read-only host filesystem, hidden homes, private scratch space and /proc."""
     workdir = config["workdir"]
@@ -545,7 +618,7 @@ def _private_filesystem(libc, config: dict) -> dict[str, bool]:
     homes_masked = all(_mask_dir(libc, home) for home in config["mask"])
     os.makedirs(workdir, exist_ok=True)  # in case a mask hid it; the mount below needs the path
     readonly = _mount_setattr_readonly(libc)
-    scratch = f"size={_HOME_SCRATCH_MB}m,mode=1777".encode()
+    scratch = f"size={_SCRATCH_MB}m,mode=1777".encode()
     for path in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(path):
             _check(_tmpfs(libc, path, scratch), f"mount tmpfs on {path}")
@@ -640,21 +713,86 @@ def _restore(workdir: str, files: dict[str, bytes]) -> None:
             f.write(data)
 
 
-def _set_rlimits(limits: dict, user_ns: bool) -> bool:
-    """Apply the limits; True if RLIMIT_NPROC is enforced (the kernel exempts root)."""
+def _stdlib_readable_by_others() -> bool:
+    """Whether an unprivileged uid could still import the standard library (after masking)."""
+    import stat
+
+    stdlib = os.path.dirname(os.path.realpath(os.__file__))
+    for target in (stdlib, os.path.join(stdlib, "lib-dynload")):
+        if not os.path.isdir(target):
+            continue
+        parts = target.split("/")
+        dirs = ["/".join(parts[:i]) or "/" for i in range(1, len(parts) + 1)]
+        if not all(os.stat(d).st_mode & stat.S_IXOTH for d in dirs):
+            return False
+        if not os.stat(target).st_mode & stat.S_IROTH:
+            return False
+    return True
+
+
+def _chown_tree(path: str, uid: int) -> None:
+    os.chown(path, uid, uid)
+    for root, dirs, names in os.walk(path):
+        for name in dirs + names:
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
+def _drop_privileges(libc, uid: int | None) -> dict[str, bool]:
+    """No way back to privilege: empty bounding set, no_new_privs, `uid` (when given), and no
+    capabilities, so a program that escapes the audit hook cannot undo the mounts or rlimits."""
+    import ctypes
+
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last_cap = int(f.read())
+    except (OSError, ValueError):
+        last_cap = 63
+    for cap in range(last_cap + 1):
+        _prctl(libc, _PR_CAPBSET_DROP, cap)  # needs CAP_SETPCAP; harmless when it fails
+    _prctl(libc, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    no_new_privs = _prctl(libc, _PR_SET_NO_NEW_PRIVS, 1) == 0
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    libc.capset(ctypes.byref(Header(_LINUX_CAPABILITY_VERSION_3, 0)), (Data * 2)())
+    return {"no_new_privs": no_new_privs, "unprivileged_uid": os.getuid() != 0,
+            "capabilities_dropped": _no_capabilities()}
+
+
+def _prctl(libc, option: int, arg: int = 0) -> int:
+    import ctypes
+
+    return libc.prctl(ctypes.c_int(option), *(ctypes.c_ulong(a) for a in (arg, 0, 0, 0)))
+
+
+def _no_capabilities() -> bool:
+    """Read back from the kernel: effective, permitted and bounding sets all empty."""
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    return all(int(status.get(key, "1").strip(), 16) == 0 for key in ("CapEff", "CapPrm", "CapBnd"))
+
+
+def _set_rlimits(limits: dict, other_tasks: int) -> None:
+    """Lower the rlimits; `other_tasks` of the same user already count against RLIMIT_NPROC."""
     import resource
 
     mb = 1 << 20
-    _lower(resource, resource.RLIMIT_CPU, int(limits["cpu_seconds"]))  # soft = hard: SIGKILL
+    cpu = max(1, math.ceil(limits["cpu_seconds"]))  # whole seconds, at least one
+    _lower(resource, resource.RLIMIT_CPU, cpu)  # soft = hard: SIGKILL, not a catchable SIGXCPU
     _lower(resource, resource.RLIMIT_AS, int(limits["memory_mb"]) * mb)
     _lower(resource, resource.RLIMIT_FSIZE, int(limits["file_size_mb"]) * mb)
     _lower(resource, resource.RLIMIT_CORE, 0)
     _lower(resource, resource.RLIMIT_NOFILE, _MAX_OPEN_FILES)
-    uid = os.getuid()
-    # Without a user namespace the count is over *all* the user's tasks, so allow ours on top.
-    extra = 0 if user_ns or uid == 0 else _tasks_of(uid)
-    _lower(resource, resource.RLIMIT_NPROC, extra + int(limits["max_processes"]))
-    return uid != 0
+    _lower(resource, resource.RLIMIT_NPROC, other_tasks + int(limits["max_processes"]))
 
 
 def _lower(resource, which: int, value: int) -> None:
@@ -696,6 +834,11 @@ def _make_guard(workdir: str, network: bool):
         real = os.path.realpath(os.fsdecode(path))
         return real == root or real.startswith(root + "/") or real == "/dev/null"
 
+    def other_process(path: object) -> bool:
+        parts = os.path.realpath(os.fsdecode(path)).split("/")
+        return len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit() \
+            and int(parts[2]) != os.getpid()
+
     def guard(event: str, args: tuple) -> None:
         try:
             check(event, args)
@@ -717,6 +860,8 @@ def _make_guard(workdir: str, network: bool):
             writes = isinstance(flags, int) and flags & _WRITE_FLAGS
             if not inside(path) and (writes or os.path.isdir(os.fsdecode(path))):
                 _deny(f"open {path!r} for writing" if writes else f"open directory {path!r}")
+            if not isinstance(path, int) and other_process(path):
+                _deny(f"open {path!r} (another process's /proc entry)")
         elif event in _PATH_EVENTS:
             for index in _PATH_EVENTS[event]:
                 if index < len(args) and not inside(args[index]):
@@ -748,8 +893,9 @@ def _run_code(code: str) -> int:
         status = EXIT_MEMORY
     except SystemExit as exc:
         status = _exit_status(exc)
-    except BaseException:
-        sys.excepthook(*sys.exc_info())
+    except BaseException as exc:
+        exc = exc.with_traceback(exc.__traceback__.tb_next)  # hide the launcher's own frame
+        sys.excepthook(type(exc), exc, exc.__traceback__)
         status = 1
     for stream in (sys.stdout, sys.stderr):
         try:
