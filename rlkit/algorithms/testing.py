@@ -387,6 +387,13 @@ def _llds(inputs: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- rewards (§8, §10)
 
 
+@VECTOR_ADAPTERS.register("gra")
+def _gra(inputs: dict[str, Any]) -> dict[str, Any]:
+    from rewards.gra import evaluate_gra_vector
+
+    return evaluate_gra_vector(inputs)
+
+
 @VECTOR_ADAPTERS.register("thoth_score")
 def _thoth_score(inputs: dict[str, Any]) -> dict[str, Any]:
     from rewards.thoth_score import evaluate_thoth_vector

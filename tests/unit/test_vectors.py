@@ -14,7 +14,7 @@ import pytest
 from rlkit.algorithms.testing import VECTOR_ADAPTERS, evaluate_vector
 
 VECTOR_DIR = Path(__file__).parents[1] / "vectors"
-THIS_ISSUE = ("grpo", "grpo_lambda", "bnpo", "clip_cov_kl_cov", "steer", "empg", "llds", "thoth_score")
+THIS_ISSUE = ("grpo", "grpo_lambda", "bnpo", "clip_cov_kl_cov", "steer", "empg", "llds", "gra", "thoth_score")
 # Hyperparameters a vector states only in its description.
 EXTRA_INPUTS = {"llds_response_gate": {"chunk_noreduce": False}}
 # README: outputs computed before the inputs were rounded need a looser rtol.
