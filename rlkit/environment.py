@@ -107,7 +107,12 @@ class EnvOptions:
             found.append(f"step_timeout_s={self.step_timeout_s} must be > 0")
         if self.name is not None:
             try:
-                environment_factory(self.name)
+                factory = environment_factory(self.name)
             except Exception as exc:  # unknown name, missing file, import error: all reported here
                 found.append(f"name: {exc}")
+            else:
+                try:  # a typo in the options fails here, not in every episode's reset
+                    factory(**dict(self.options))
+                except Exception as exc:
+                    found.append(f"options: {self.name} rejects {dict(self.options)}: {type(exc).__name__}: {exc}")
         return found

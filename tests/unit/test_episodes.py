@@ -166,3 +166,8 @@ def test_calculator_episode_through_its_host() -> None:
     environment.reset("", None, {})
     assert environment.step("<calc>6*7</calc>").observation == "<result>42</result>\n"
     assert environment.step("42").done
+
+
+def test_environment_options_are_checked_with_the_config() -> None:
+    problem = EnvOptions(name="calculator", options={"call_rewrd": 0.1}).problems()[0]
+    assert problem.startswith("options: calculator rejects") and "call_rewrd" in problem
