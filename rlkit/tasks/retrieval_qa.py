@@ -10,7 +10,7 @@ deterministic for a seed.
 
 The observation format (`format_information`) and the tokenizer (`words`) live here, so the
 prompt's worked example and the `retrieval_qa` environment (envs/retrieval_qa.py) cannot drift
-apart.
+apart. Prompts are chats (a list of {role, content}), which rlkit.data reads as they are.
 """
 
 from __future__ import annotations
@@ -53,11 +53,9 @@ INSTRUCTION = (
     "Answer the question with the help of a search engine over a small encyclopedia. To search, "
     "write a query between <search> and </search>; the top documents come back between "
     "<information> and </information>. Search as often as you need. When you know the answer, "
-    "write only the answer, copied from a document, between <answer> and </answer>.\n\n"
-    "Example:\nQuestion: How many kilometres long is the river Tamberlo?\n"
-    "<search>river Tamberlo length</search>{example}<answer>87</answer>\n\n"
-    "Question: {question}"
+    "write only the answer, copied from a document, between <answer> and </answer>."
 )
+EXAMPLE_QUESTION = "How many kilometres long is the river Tamberlo?"
 EXAMPLE_DOCUMENT = {"id": "example", "title": "River Tamberlo",
                     "text": "The river Tamberlo flows through the town of Quessin. It is 87 km long."}
 
@@ -77,9 +75,20 @@ def format_information(documents: Sequence[dict[str, Any]]) -> str:
     return "\n<information>\n" + "\n".join(lines) + "\n</information>\n"
 
 
-def make_prompt(question: str) -> str:
-    """The user message: the tool format, a worked example, then the question."""
-    return INSTRUCTION.format(example=format_information([EXAMPLE_DOCUMENT]), question=question)
+def make_prompt(question: str) -> list[dict[str, str]]:
+    """The chat: instructions and an example question, a worked episode as the assistant's turn,
+    then the question.
+
+    The worked episode sits in the assistant's turn because SmolLM2-135M-Instruct imitates it
+    there far more often than an example quoted inside the user message (measured in
+    docs/environments_retrieval.md); with no correct episodes GRPO has nothing to learn from.
+    """
+    episode = f"<search>river Tamberlo</search>{format_information([EXAMPLE_DOCUMENT])}<answer>87</answer>"
+    return [
+        {"role": "user", "content": f"{INSTRUCTION}\n\nQuestion: {EXAMPLE_QUESTION}"},
+        {"role": "assistant", "content": episode},
+        {"role": "user", "content": f"Question: {question}"},
+    ]
 
 
 @dataclass
@@ -147,6 +156,7 @@ def build_world(rng: random.Random) -> dict[str, list[Entity]]:
 
 
 def title(entity: Entity) -> str:
+    """The document title: the name as questions and other documents write it."""
     return {"river": f"River {entity.name}", "mountain": f"Mount {entity.name}",
             "company": f"{entity.name} Company"}.get(entity.kind, entity.name)
 
