@@ -77,7 +77,8 @@ class Stages:
         ]
         algorithm = config.algorithm
         if algorithm.loss_scale_factor is None:  # Dr.GRPO's constant: the response budget
-            algorithm = dataclasses.replace(algorithm, loss_scale_factor=float(config.rollout.sampling.max_new_tokens))
+            budget = config.rollout.env.max_episode_tokens if config.rollout.env.name else config.rollout.sampling.max_new_tokens
+            algorithm = dataclasses.replace(algorithm, loss_scale_factor=float(budget))
         learners = LearnerGroup(model_path, config.learner, algorithm, config.rollout.sampling.temperature, env=env)
         ray.get([actor.ready.remote() for actor in rollout + reward])
         dtype = config.rollout.engine_options.dtype if config.sync.dtype == "auto" else config.sync.dtype

@@ -13,6 +13,7 @@ episode with a recorded error instead of the run.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ def load_shipped_environments() -> None:
     import envs  # noqa: F401
 
 
+@functools.lru_cache(maxsize=64)
 def environment_factory(name: str) -> EnvironmentFactory:
     """A registered environment, or your own: "path/to/file.py:ClassName" or "package.module:ClassName"."""
     if ":" not in name:

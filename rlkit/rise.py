@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from rlkit.types import Prompt, ScoredSample
+from rlkit.types import Prompt, RewardStatus, ScoredSample
 
 VERIFICATION_SOURCE = "rise_verification"
 GENERATION_SCORES = (1.0, -0.5, -1.0)  # correct, wrong boxed answer, no boxed answer (§9.1)
@@ -53,14 +53,33 @@ class RiseConfig:
         for placeholder in ("{question}", "{response}"):
             if placeholder not in self.template:
                 found.append(f"template lacks the {placeholder} placeholder")
+        try:
+            self.template.format(question="q", response="r")
+        except (KeyError, IndexError, ValueError) as exc:
+            found.append(f"template cannot be filled ({type(exc).__name__}: {exc}); write literal braces as {{{{ }}}}")
         if self.max_prompt_tokens < 16:
             found.append(f"max_prompt_tokens={self.max_prompt_tokens} is too small for a critique prompt")
         return found
 
 
+def gradable(item: ScoredSample) -> bool:
+    """A solution the verifier scored (status ok). A scored solution outside the RISE scale is a
+    configuration error: the critique's ground truth is that score."""
+    if item.reward.status != RewardStatus.OK:
+        return False  # a failed or not-applicable reward has no verdict to learn from
+    if not any(abs(item.reward.score - allowed) < 1e-9 for allowed in GENERATION_SCORES):
+        raise ValueError(
+            f"RISE needs generation scores in {GENERATION_SCORES} (correct / wrong boxed / no boxed answer), "
+            f"got {item.reward.score}; use the RISE reward, reward.fn.module=rewards.rise:score"
+        )
+    return True
+
+
 def downsample(groups: Sequence[Sequence[ScoredSample]], size: int, rng: random.Random) -> list[ScoredSample]:
     """`size` solutions: base = size // G from each group and one more from each of the first
-    size % G groups, drawn uniformly without replacement inside the group (§9.2)."""
+    size % G groups, drawn uniformly without replacement inside the group (§9.2). Only
+    solutions with a verdict are eligible."""
+    groups = [[item for item in group if gradable(item)] for group in groups]
     if not groups:
         return []
     base, extra = divmod(size, len(groups))
@@ -73,12 +92,9 @@ def downsample(groups: Sequence[Sequence[ScoredSample]], size: int, rng: random.
 
 def verification_prompt(item: ScoredSample, tokenizer: Any, config: RiseConfig, uid: str) -> Prompt:
     """The critique prompt for one scored solution; its ground truth is the verifier's score."""
+    if not gradable(item):
+        raise ValueError(f"solution {item.sample.group_uid}/{item.sample.index_in_group} has no verdict to verify")
     score = item.reward.score
-    if not any(abs(score - allowed) < 1e-9 for allowed in GENERATION_SCORES):
-        raise ValueError(
-            f"RISE needs generation scores in {GENERATION_SCORES} (correct / wrong boxed / no boxed answer), "
-            f"got {score}; use the RISE reward, reward.fn.module=rewards.rise:score"
-        )
     question = item.sample.prompt.user_text or item.sample.prompt.text
     response = item.sample.response_text
     text, ids = _render(tokenizer, config, question, response)

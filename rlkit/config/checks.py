@@ -32,6 +32,15 @@ def check_config(config: TrainConfig) -> list[str]:
     problems.extend(f"rollout.engine_options.{problem}" for problem in config.rollout.engine_options.problems())
     problems.extend(f"rollout.env.{problem}" for problem in config.rollout.env.problems())
     problems.extend(f"rise.{problem}" for problem in config.rise.problems())
+    if config.rise.enable and config.rollout.env.name:
+        problems.append("rise.enable with rollout.env: critique prompts would be played through the environment; use one or the other")
+    env = config.rollout.env
+    if env.name and config.data.max_prompt_tokens + env.max_turn_tokens > config.rollout.engine_options.max_model_len:
+        problems.append(
+            f"data.max_prompt_tokens={config.data.max_prompt_tokens} + rollout.env.max_turn_tokens={env.max_turn_tokens} "
+            f"exceeds rollout.engine_options.max_model_len={config.rollout.engine_options.max_model_len}: "
+            "a long prompt would leave no room for a first turn"
+        )
     room = config.rollout.engine_options.max_model_len - config.rollout.sampling.max_new_tokens
     if config.rise.enable and config.rise.max_prompt_tokens > room:
         problems.append(

@@ -19,6 +19,7 @@ from typing import Any
 from rlkit.environment import StepResult, build_environment
 
 MESSAGE_LIMIT = 200
+STARTUP_ALLOWANCE_S = 30.0  # default extra time for a new process's first answer
 
 
 def _host_main(conn: Connection) -> None:
@@ -38,7 +39,8 @@ def _host_main(conn: Connection) -> None:
                 environment = build_environment(name, options)
                 environment.reset(prompt, ground_truth, extra)
                 live[episode] = environment
-                reply: Any = tuple(getattr(environment, "stop", ()) or ())
+                stop = getattr(environment, "stop", ()) or ()
+                reply: Any = (stop,) if isinstance(stop, str) else tuple(str(s) for s in stop)
             elif kind == "step":
                 result = live[episode].step(args[0])
                 if not isinstance(result, StepResult):
@@ -70,10 +72,11 @@ class _Episode:
 class EnvHost:
     """Environments for one rollout worker, in a killable child process."""
 
-    def __init__(self, name: str, options: dict[str, Any], timeout_s: float) -> None:
+    def __init__(self, name: str, options: dict[str, Any], timeout_s: float, startup_s: float = STARTUP_ALLOWANCE_S) -> None:
         self.name = name
         self.options = dict(options)
         self.timeout_s = timeout_s
+        self.startup_s = startup_s  # extra time for a new process's first answer (interpreter, imports)
         self.restarts = 0
         self._context = get_context("spawn")
         self._episodes: dict[int, _Episode] = {}
@@ -118,6 +121,7 @@ class EnvHost:
         self._process.start()
         child.close()
         self._conn = parent
+        self._answered = False
 
     def _kill(self) -> None:
         if self._process.is_alive():
@@ -137,21 +141,38 @@ class EnvHost:
         raise EnvironmentFailure("timeout" if status == "timeout" else "error", f"environment {self.name!r}: {reply}")
 
     def _roundtrip(self, message: tuple[Any, ...]) -> tuple[str, Any]:
+        # The first call of a new process also pays its start-up (interpreter, imports).
+        timeout = self.timeout_s + (self.startup_s if not self._answered else 0.0)
         try:
             self._conn.send_bytes(pickle.dumps(message))
-            if not self._conn.poll(self.timeout_s):
+            if not self._conn.poll(timeout):
                 return "timeout", f"no answer within {self.timeout_s:g} s (killed)"
-            return pickle.loads(self._conn.recv_bytes())
+            reply = pickle.loads(self._conn.recv_bytes())
+            self._answered = True
+            return reply
         except (EOFError, OSError, pickle.PickleError) as exc:
             return "error_dead", f"its process died ({type(exc).__name__}, exit code {self._process.exitcode})"
 
     def _restart(self) -> None:
+        """A fresh process with every other live episode replayed into it. An episode whose
+        replay raises is given up; if the new process hangs or dies too, it is killed and every
+        episode not yet replayed is given up (never left waiting on a late reply)."""
         self._kill()
         self.restarts += 1
         self._start()
-        for episode, record in list(self._episodes.items()):
+        pending = list(self._episodes.items())
+        while pending:
+            episode, record = pending.pop(0)
             replay = [("reset", episode, *record.reset_args)] + [("step", episode, action) for action in record.actions]
             for message in replay:
-                if self._roundtrip(message)[0] != "ok":  # it failed again: give this episode up
-                    self._episodes.pop(episode, None)
-                    break
+                status, _ = self._roundtrip(message)
+                if status == "ok":
+                    continue
+                self._episodes.pop(episode, None)
+                if status != "error":  # hung or dead: replies would come out of step
+                    for lost, _ in pending:
+                        self._episodes.pop(lost, None)
+                    pending = []
+                    self._kill()
+                    self._start()
+                break

@@ -72,11 +72,13 @@ def run_episodes(
             episode.host_id, episode.stop = host.reset(prompt.text, prompt.ground_truth, prompt.extra)
         except EnvironmentFailure as failure:
             _fail(episode, failure)
-    for _ in range(options.max_turns):
+    for turn_index in range(options.max_turns):
         live = [e for e in episodes if not e.done]
         if not live:
             break
-        turn = dataclasses.replace(sampling, max_new_tokens=options.max_turn_tokens)
+        last_turn = turn_index == options.max_turns - 1
+        seed = None if sampling.seed is None else sampling.seed + 7919 * turn_index  # fresh draws every turn
+        turn = dataclasses.replace(sampling, max_new_tokens=options.max_turn_tokens, seed=seed)
         contexts = [e.request.prompt.prompt_ids + e.response_ids for e in live]
         for episode, context in zip(live, contexts):
             if len(context) + turn.max_new_tokens > max_model_len:
@@ -99,6 +101,8 @@ def run_episodes(
             episode.step_rewards.append(result.reward)
             if result.done or generation.finish == FinishReason.STOP and not _ended_by_stop_string(generation, episode.stop):
                 episode.done = True  # the environment ended it, or the model did (end-of-sequence)
+                continue
+            if last_turn:  # no turn left to use an observation: the reward never sees tool output last
                 continue
             observation = tokenizer.encode(result.observation, add_special_tokens=False) if result.observation else []
             room = options.max_episode_tokens - len(episode.response_ids)

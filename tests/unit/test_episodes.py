@@ -171,3 +171,48 @@ def test_calculator_episode_through_its_host() -> None:
 def test_environment_options_are_checked_with_the_config() -> None:
     problem = EnvOptions(name="calculator", options={"call_rewrd": 0.1}).problems()[0]
     assert problem.startswith("options: calculator rejects") and "call_rewrd" in problem
+
+
+def test_no_observation_follows_the_last_allowed_turn(calculator_host: EnvHost) -> None:
+    engine = ScriptedEngine(["<calc>1+1</calc>"] * 2)
+    options = EnvOptions(name="calculator", max_turns=2, max_turn_tokens=64, max_episode_tokens=1000)
+    (episode,) = run_episodes(engine, calculator_host, [request()], SamplingOptions(), options, max_model_len=1024)
+    assert episode.text == "<calc>1+1</calc><result>2</result>\n<calc>1+1</calc>"  # the reward never sees a last tool output
+
+
+SLOW_REPLAY = '''
+import os, time
+from rlkit.environment import StepResult
+
+class SlowReplay:
+    """Hangs in reset while a marker file exists: a replay that hangs too."""
+    stop = ()
+    def __init__(self, marker):
+        self.marker = marker
+    def reset(self, prompt, ground_truth, extra):
+        while os.path.exists(self.marker):
+            time.sleep(0.05)
+    def step(self, action):
+        if action == "hang":
+            time.sleep(60)
+        return StepResult(observation="ok")
+'''
+
+
+def test_a_replay_that_hangs_gives_up_the_episodes_and_the_host_keeps_serving(tmp_path: Path) -> None:
+    path, marker = tmp_path / "slow.py", tmp_path / "marker"
+    path.write_text(SLOW_REPLAY)
+    host = EnvHost(f"{path}:SlowReplay", {"marker": str(marker)}, timeout_s=1.0, startup_s=2.0)
+    try:
+        healthy, _ = host.reset("p", None, {})
+        doomed, _ = host.reset("p", None, {})
+        marker.write_text("")  # from now on every reset hangs: the replay of `healthy` will
+        with pytest.raises(EnvironmentFailure, match="no answer"):
+            host.step(doomed, "hang")
+        marker.unlink()
+        with pytest.raises(EnvironmentFailure):  # given up, not answered out of step
+            host.step(healthy, "fine")
+        fresh, _ = host.reset("p", None, {})
+        assert host.step(fresh, "fine") == StepResult("ok", 0.0, False)
+    finally:
+        host.close()

@@ -71,3 +71,11 @@ def test_verification_metrics() -> None:
     wrong = ScoredSample(verification.sample, Reward(-0.5, RewardStatus.OK))
     metrics = rise.verification_metrics([scored("g", 0, 1.0), scored("g", 1, -1.0), verification, wrong])
     assert metrics == {"rise/verification_frac": 0.5, "rise/verification_accuracy": 0.5}
+
+
+def test_failed_solutions_are_not_verified_and_foreign_scores_are_refused() -> None:
+    failed = ScoredSample(scored("g0", 1, 0.0).sample, Reward(0.0, RewardStatus.TIMEOUT))
+    groups = [[failed, scored("g0", 0, 1.0)]]
+    assert [item.sample.index_in_group for item in rise.downsample(groups, 2, random.Random(0))] == [0]
+    with pytest.raises(ValueError, match="rewards.rise:score"):
+        rise.downsample([[scored("g0", 0, 0.3)]], 1, random.Random(0))

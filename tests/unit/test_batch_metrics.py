@@ -1,0 +1,30 @@
+"""Batch reward statistics: failures are counted, samples a reward does not apply to are left out
+of the averages (the learner skips them too)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlkit.metrics import batch_metrics
+from rlkit.types import FinishReason, Prompt, Reward, RewardStatus, Sample, ScoredSample
+
+
+def item(group: str, score: float, status: RewardStatus = RewardStatus.OK, components: dict | None = None) -> ScoredSample:
+    sample = Sample(group, 0, 2, Prompt("p", "", [1], None), [2, 3], [1, 1], [-1.0, -1.0], 0, FinishReason.STOP, "")
+    return ScoredSample(sample, Reward(score, status, components or {}))
+
+
+def test_not_applicable_samples_are_counted_but_not_averaged() -> None:
+    metrics = batch_metrics([
+        item("a", 1.0, components={"correct": 1.0}), item("a", 0.0, components={"correct": 0.0}),
+        item("b", 0.0, RewardStatus.NOT_APPLICABLE), item("b", 0.0, RewardStatus.ERROR),
+    ])
+    assert metrics["reward/mean"] == pytest.approx(1 / 3)  # the error's 0 counts, the N/A does not
+    assert metrics["reward/status/not_applicable"] == 1 and metrics["reward/failed_count"] == 1
+    assert metrics["reward/zero_std_group_frac"] == 0.5  # group b holds only the failed sample
+    assert metrics["reward/correct/mean"] == 0.5 and metrics["rollout/samples"] == 4
+
+
+def test_a_batch_nothing_applies_to_has_no_reward_average() -> None:
+    metrics = batch_metrics([item("a", 0.0, RewardStatus.NOT_APPLICABLE)])
+    assert "reward/mean" not in metrics and metrics["reward/status/not_applicable"] == 1
