@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from typing import Any
 
@@ -45,6 +46,12 @@ MAX_TIME_LIMIT_S = 10.0
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _PYTHON_LABELS = {"python", "py", "python3"}
 _STOPPED_BY_SANDBOX = {"timeout", "memory", "forbidden", "killed"}
+
+
+# Without these the network and the host filesystem are guarded only by the audit hook, which
+# native code can switch off (docs/sandbox.md): refuse to score rather than run model code so.
+REQUIRED_DEFENCES = ("network_namespace", "mount_namespace")
+ALLOW_WEAK_ENV = "RLKIT_SANDBOX_ALLOW_WEAK"
 
 
 def score(
@@ -62,6 +69,12 @@ def score(
         result = run_untrusted(program, stdin=test["stdin"], limits=limits)
         if result.status == "sandbox_error":
             raise RuntimeError(f"code sandbox failed on test {index}: {result.reason}")
+        missing = [name for name in REQUIRED_DEFENCES if not result.defences.get(name)]
+        if missing and os.environ.get(ALLOW_WEAK_ENV) != "1":
+            raise RuntimeError(
+                f"code sandbox ran without {', '.join(missing)} (the kernel refused them here); model code "
+                f"is not run behind only the audit hook. Allow the weaker sandbox with {ALLOW_WEAK_ENV}=1"
+            )
         counts["passed"] += _passed(result, test["stdout"])
         counts["runtime_errors"] += result.status == "error"
         counts["sandbox_errors"] += result.status in _STOPPED_BY_SANDBOX
