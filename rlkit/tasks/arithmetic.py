@@ -11,9 +11,10 @@ CPU in minutes (with numbers up to 99 it starts near 4%, and sampled groups are 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
+
+from rlkit.tasks.files import write_jsonl
 
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena"]
 ITEMS = ["apples", "books", "coins", "marbles", "pencils", "stamps", "cards", "shells"]
@@ -57,11 +58,6 @@ def generate(num_train: int, num_test: int, seed: int, max_operand: int = 50, op
             seen.add(problem["prompt"])
             train.append(problem)
     return train, test
-
-
-def write_jsonl(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,9 +15,10 @@ observation strings the environment sends, so the two cannot drift apart. Splits
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
+
+from rlkit.tasks.files import write_jsonl
 
 DATA_SOURCE = "multistep"
 OPERATORS = ("+", "-", "*")
@@ -144,11 +145,6 @@ def generate(num_train: int, num_test: int, seed: int, min_steps: int = 2, max_s
 
     test = draw(num_test, "test")
     return draw(num_train, "train"), test
-
-
-def write_jsonl(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def main(argv: list[str] | None = None) -> None:

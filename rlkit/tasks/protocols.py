@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rlkit.tasks.files import write_jsonl
+
 DATA_SOURCE = "protocols"
 
 
@@ -293,11 +295,6 @@ def generate(num_train: int, num_test: int, seed: int) -> tuple[list[dict[str, s
     return splits["train"], splits["test"]
 
 
-def write_jsonl(rows: list[dict[str, str]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/protocols", help="output folder")
@@ -306,8 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args(argv)
     train, test = generate(args.train, args.test, args.seed)
-    write_jsonl(train, Path(args.out) / "train.jsonl")
-    write_jsonl(test, Path(args.out) / "test.jsonl")
+    write_jsonl(train, Path(args.out) / "train.jsonl", ascii_only=False)
+    write_jsonl(test, Path(args.out) / "test.jsonl", ascii_only=False)
     print(f"wrote {len(train)} train and {len(test)} test protocols to {args.out}")
 
 

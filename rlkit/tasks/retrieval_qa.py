@@ -16,12 +16,13 @@ apart. Prompts are chats (a list of {role, content}), which rlkit.data reads as 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
+
+from rlkit.tasks.files import write_jsonl
 
 DATA_SOURCE = "retrieval_qa"
 
@@ -279,11 +280,6 @@ def generate(num_train: int, num_test: int, seed: int) -> tuple[list[dict], list
     rng.shuffle(candidates)
     train = [_row(fact, wording, f"train-{i}") for i, (fact, wording) in enumerate(candidates[:num_train])]
     return corpus, train, test
-
-
-def write_jsonl(rows: Iterable[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def main(argv: list[str] | None = None) -> None:
