@@ -216,3 +216,10 @@ def test_a_replay_that_hangs_gives_up_the_episodes_and_the_host_keeps_serving(tm
         assert host.step(fresh, "fine") == StepResult("ok", 0.0, False)
     finally:
         host.close()
+
+
+def test_tool_math_reward_ignores_the_calculators_output() -> None:
+    from rewards.tool_math import score
+
+    assert score(response="<calc>6*7</calc><result>42</result>\nSo", ground_truth="42")["score"] == 0.0
+    assert score(response="<calc>6*7</calc><result>42</result>\nIt is 42.", ground_truth="42")["score"] == 1.0
