@@ -101,8 +101,10 @@ class RolloutWorker:
                 "rollout/generated_samples": len(samples),
                 "rollout/generated_truncated": sum(s.finish == FinishReason.LENGTH for _, s in samples),
             }
-            for status in ("error", "timeout"):
-                counters[f"rollout/env_{status}"] = sum(s.env_status == status for _, s in samples)
+            if self.env_host:
+                for status in ("error", "timeout"):
+                    counters[f"rollout/env_{status}"] = sum(s.env_status == status for _, s in samples)
+                counters["rollout/env_turns"] = sum(len(s.turn_boundaries) for _, s in samples)
             ray.get(self.store.add_counters.remote(counters))
             self.requests_done += len(batch)
 
