@@ -28,3 +28,11 @@ def test_not_applicable_samples_are_counted_but_not_averaged() -> None:
 def test_a_batch_nothing_applies_to_has_no_reward_average() -> None:
     metrics = batch_metrics([item("a", 0.0, RewardStatus.NOT_APPLICABLE)])
     assert "reward/mean" not in metrics and metrics["reward/status/not_applicable"] == 1
+
+
+def test_evaluation_reports_each_reward_component() -> None:
+    from rlkit.evaluation import accuracy_metrics
+
+    metrics = accuracy_metrics([item("a", 1.3, components={"outcome": 1.0}), item("b", 0.0, components={"outcome": 0.0})])
+    assert metrics["eval/accuracy"] == pytest.approx(0.65)  # a shaped return, not an accuracy
+    assert metrics["eval/outcome/mean"] == 0.5  # the component that is one
