@@ -72,7 +72,7 @@ class Stages:
         ]
         reward = [
             reward_cls.remote(f"reward-{i}", store, labeled_functions(config.reward.fn, config.reward.fns), config.reward.timeout_s,
-                              config.reward.processes_per_worker, env=env)
+                              config.reward.processes_per_worker, env=env, extra=dict(config.reward.extra))
             for i in range(config.reward.num_workers)
         ]
         algorithm = config.algorithm

@@ -8,11 +8,12 @@ that reads it. Recipes in recipes/ only override these defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rlkit.algorithms.options import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
-from rlkit.reward.loader import RewardFnSpec, WeightedRewardFn
 from rlkit.environment import EnvOptions
+from rlkit.reward.loader import RewardFnSpec, WeightedRewardFn
 from rlkit.rise import RiseConfig
 from rlkit.rollout.engine import EngineOptions, SamplingOptions
 
@@ -101,6 +102,8 @@ class RewardConfig:
     """The reward function: `{path: my_rewards.py, name: score}` or `{module: pkg.mod:fn}`."""
     fns: list[WeightedRewardFn] = field(default_factory=list)
     """Several reward functions instead of `fn`: [{label: correct, weight: 1.0, module: ...}, {label: fmt, weight: 0.1, path: ...}]; score = Σ weight·score."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Settings the reward function reads from `extra`, for every sample (a dataset column of the same name wins), e.g. {gra_threshold: 0.5}."""
     timeout_s: float = 10.0
     """Per-sample time limit; a function still running is killed and the sample marked `timeout`."""
     processes_per_worker: int = 1

@@ -69,15 +69,16 @@ class RewardRequest:
     step_rewards: tuple[float, ...] = ()  # immediate rewards of a multi-turn episode's steps
 
     @classmethod
-    def from_sample(cls, sample: Sample) -> RewardRequest:
-        """The request for a rollout sample."""
+    def from_sample(cls, sample: Sample, defaults: Mapping[str, Any] | None = None) -> RewardRequest:
+        """The request for a rollout sample; `defaults` (the recipe's reward.extra) fill `extra`
+        keys the dataset row does not set."""
         prompt = sample.prompt
         return cls(
             prompt=prompt.text,
             response=sample.response_text,
             ground_truth=prompt.ground_truth,
             data_source=prompt.data_source,
-            extra=dict(prompt.extra),
+            extra={**dict(defaults or {}), **dict(prompt.extra)},
             step_rewards=tuple(sample.step_rewards),
         )
 

@@ -26,12 +26,13 @@ class RewardWorker:
 
     def __init__(
         self, name: str, store: Any, spec: RewardFnSpec | Sequence[LabeledFn], timeout_s: float, processes: int,
-        batch_size: int = 64, env: dict[str, str] | None = None,
+        batch_size: int = 64, env: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
     ) -> None:
         os.environ.update(env or {})
         self.name = name
         self.store = store
         self.batch_size = batch_size
+        self.extra = dict(extra or {})  # recipe-level settings for the reward function (reward.extra)
         self.pool = ScoringPool(spec, num_processes=processes, timeout_s=timeout_s)
         self.scored = 0
 
@@ -55,7 +56,7 @@ class RewardWorker:
         samples = ray.get([fields["sample"] for _, fields in taken])
         # An episode its environment broke is a failed sample, like a reward that raised.
         healthy = [index for index, sample in enumerate(samples) if sample.env_status in ("none", "ok")]
-        scored = iter(self.pool.score([RewardRequest.from_sample(samples[index]) for index in healthy]))
+        scored = iter(self.pool.score([RewardRequest.from_sample(samples[index], self.extra) for index in healthy]))
         rewards = [
             next(scored) if sample.env_status in ("none", "ok") else _environment_failure(sample)
             for sample in samples

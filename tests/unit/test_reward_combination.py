@@ -86,3 +86,12 @@ def test_recipe_names_several_functions_and_checks_each(rewards_file: Path) -> N
     text = str(caught.value)
     assert "reward.fns[0]" in text and 'did you mean "correct"' in text
     assert "reward.fns[1].label='a' is used twice" in text
+
+
+def test_recipe_reward_extra_fills_what_the_dataset_row_does_not_set() -> None:
+    from rlkit.types import FinishReason, Prompt, Sample
+
+    prompt = Prompt("u", "t", [1], "4", extra={"gra_gated": False})
+    sample = Sample("g", 0, 1, prompt, [1], [1], [0.0], 0, FinishReason.STOP, "x")
+    request = RewardRequest.from_sample(sample, {"gra_threshold": 0.5, "gra_gated": True})
+    assert request.extra == {"gra_threshold": 0.5, "gra_gated": False}  # the row wins
