@@ -8,7 +8,8 @@ new session, with a scrubbed environment and a throw-away working directory. The
 2. `unshare`s new mount, pid, IPC and network namespaces (directly when privileged, else inside
    a new user namespace), then forks: the child is pid 1 of the new pid namespace, so when it
    dies the kernel kills every process it left behind;
-3. in that child: makes the whole filesystem read-only, hides home directories (re-exposing the
+3. in that child: enters a mount namespace of its own (the launcher keeps an untouched view of
+   the filesystem), makes the whole filesystem read-only, hides home directories (re-exposing the
    Python installation if it lives there), mounts small private `noexec` tmpfs on /tmp, /var/tmp,
    /dev/shm and the working directory, mounts a private /proc; gives up privilege for good (empty
    capability sets, no_new_privs and, when running as root, a uid of its own); sets rlimits (CPU,
@@ -348,8 +349,12 @@ def _classify(
         return "sandbox_error", "launcher set-up failed: " + report["setup_error"]["message"], \
             None, None
     if "exit" not in report:
+        # What the launcher could not report itself (e.g. an interpreter start-up error) is on
+        # stderr: its last lines say what went wrong.
         code = None if launcher_status is None else os.waitstatus_to_exitcode(launcher_status)
-        return "sandbox_error", f"launcher ended without a report (exit {code})", None, None
+        tail = " | ".join(stderr.strip().splitlines()[-3:])[-500:]
+        return "sandbox_error", f"launcher ended without a report (exit {code})" + (
+            f": {tail}" if tail else "; nothing on stderr"), None, None
     exit_code, sig = report["exit"].get("code"), report["exit"].get("signal")
     cpu = report["exit"].get("cpu_s") or 0.0
     if sig is not None:
@@ -482,30 +487,62 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
 def _launch(config_path: str) -> None:
-    """Launcher entry point (outer process): cgroup, namespaces, fork, wait, report."""
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    report_fd = config["report_fd"]
-    libc = _libc()
-    _prctl(libc, _PR_SET_PDEATHSIG, signal.SIGKILL)  # the caller died: so do we
-    if os.getppid() != config["parent_pid"]:  # it died before the line above
-        os._exit(EXIT_SETUP)
-    config["sandbox_uid"] = _SANDBOX_UID_BASE + os.getpid()  # unique while this launcher lives
-    defences = {"pids_cgroup": _join_cgroup(config["cgroup"])}
-    defences.update(_enter_namespaces(libc, network=config["limits"]["network"]))
-    del libc
-    child = os.fork()
-    if child == 0:
-        _inner(config, defences)  # never returns
-    status, usage = _wait_with_deadline(child, config["limits"]["wall_seconds"] + 1.0)
-    outcome = {
-        "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "max_rss_kb": usage.ru_maxrss,
-    }
-    os.write(report_fd, (json.dumps({"exit": outcome}) + "\n").encode())
+    """Launcher entry point (outer process): cgroup, namespaces, fork, wait, report.
+
+    Any failure of the launcher itself is reported as a `setup_error` naming the step and the
+    exception (traceback on stderr), so the parent's `reason` says what broke rather than only
+    that the launcher exited."""
+    step, report_fd = "reading the config", None
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        report_fd = config["report_fd"]
+        step = "setting PR_SET_PDEATHSIG"
+        libc = _libc()
+        _prctl(libc, _PR_SET_PDEATHSIG, signal.SIGKILL)  # the caller died: so do we
+        if os.getppid() != config["parent_pid"]:  # it died before the line above
+            raise RuntimeError("the caller died before the launcher started")
+        config["sandbox_uid"] = _SANDBOX_UID_BASE + os.getpid()  # unique while we live
+        step = "joining the pids cgroup"
+        defences = {"pids_cgroup": _join_cgroup(config["cgroup"])}
+        step = "entering namespaces"
+        defences.update(_enter_namespaces(libc, network=config["limits"]["network"]))
+        del libc
+        step = "forking the sandboxed process"
+        child = os.fork()
+        if child == 0:
+            _inner(config, defences)  # never returns
+        step = "waiting for the sandboxed process"
+        status, usage = _wait_with_deadline(child, config["limits"]["wall_seconds"] + 1.0)
+        outcome = {
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "max_rss_kb": usage.ru_maxrss,
+        }
+        step = "writing the report"
+        os.write(report_fd, (json.dumps({"exit": outcome}) + "\n").encode())
+    except BaseException as exc:
+        _launcher_failed(report_fd, step, exc)
     os._exit(0)
+
+
+def _launcher_failed(report_fd: int | None, step: str, exc: BaseException) -> None:
+    """Report a launcher failure (step and exception) to the parent and exit EXIT_SETUP: a
+    one-line summary to the report, which is what `reason` shows, and the traceback to stderr.
+    Imports nothing: whatever broke the launcher may break an import too."""
+    if report_fd is not None:
+        message = f"{step}: {type(exc).__name__}: {exc}"
+        try:
+            os.write(report_fd, (json.dumps({"setup_error": message}) + "\n").encode())
+        except OSError:  # the parent then shows the stderr tail instead
+            pass
+    try:
+        sys.__excepthook__(type(exc), exc, exc.__traceback__)  # built in: no import
+        sys.stderr.flush()
+    except BaseException:  # stderr gone: the report above still says it
+        pass
+    os._exit(EXIT_SETUP)
 
 
 def _wait_with_deadline(child: int, seconds: float) -> tuple[int, object]:
@@ -611,9 +648,16 @@ def _set_up(config: dict, defences: dict[str, bool]) -> dict[str, bool]:
 
 
 def _private_filesystem(libc, config: dict) -> dict[str, bool]:
-    """Read-only host filesystem, hidden homes, private scratch space and /proc."""
+    """Read-only host filesystem, hidden homes, private scratch space and /proc.
+
+    All of it happens in a mount namespace of this process's own, not the one it shares with the
+    launcher: the launcher keeps running Python while this runs (its first `os.wait4` imports
+    the `resource` extension module from the interpreter's lib-dynload), and in a shared
+    namespace it would see the home masked between the tmpfs mount and the re-exposure of the
+    interpreter, then a read-only root, a foreign /proc: a launcher failing at random."""
     workdir = config["workdir"]
     files = _snapshot(workdir)
+    _check(libc.unshare(_CLONE_NEWNS), "unshare a mount namespace of its own")
     _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
     homes_masked = all(_mask_dir(libc, home) for home in config["mask"])
     os.makedirs(workdir, exist_ok=True)  # in case a mask hid it; the mount below needs the path

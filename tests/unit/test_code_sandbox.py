@@ -231,6 +231,12 @@ def test_sandbox_dies_with_its_caller(tmp_path: Path) -> None:
     assert not (_sandbox_processes() - before), "sandbox outlived its caller"
     for base in sandbox._pids_cgroup_bases():  # the dead caller could not remove its cgroup
         for leftover in Path(base).glob(f"rlkit-sandbox-{caller.pid}-*"):
+            # A dying task loses its cmdline (so _sandbox_processes stops seeing it) a moment
+            # before it leaves its cgroup, which is busy (EBUSY on rmdir) until then.
+            deadline = time.monotonic() + 5
+            while (leftover / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not (leftover / "cgroup.procs").read_text().split(), "tasks stayed in the cgroup"
             leftover.rmdir()
 
 
@@ -424,6 +430,31 @@ def test_reported_defences_match_what_the_program_sees(defences: SandboxResult) 
         assert seen["etc_writable"] is False
     if claimed["homes_masked"] and os.path.realpath(Path.home()) == "/root":
         assert set(seen["home"]) <= {".pyenv"}  # at most the re-exposed interpreter
+
+
+def test_launcher_failure_says_what_failed(tmp_path: Path) -> None:
+    """A broken launcher names the failed step and exception, in the report or from stderr."""
+    report = tmp_path / "report"
+    report_fd = os.open(report, os.O_WRONLY | os.O_CREAT, 0o600)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"report_fd": report_fd, "parent_pid": os.getpid(),
+                                  "cgroup": None, "limits": {}}))  # no "network": KeyError
+    try:
+        launcher = subprocess.run([sys.executable, "-I", "-S", "-B", SANDBOX_FILE, str(config)],
+                                  pass_fds=(report_fd,), capture_output=True, timeout=30)
+    finally:
+        os.close(report_fd)
+    assert launcher.returncode == sandbox.EXIT_SETUP
+    assert b"KeyError" in launcher.stderr  # the traceback
+    status, reason, _, _ = sandbox._classify(
+        sandbox._read_report(str(report)), False, 0, "", FAST)
+    assert status == "sandbox_error"
+    assert reason == "launcher set-up failed: entering namespaces: KeyError: 'network'"
+    # No report at all (e.g. the interpreter could not start): the stderr tail is the reason.
+    status, reason, _, _ = sandbox._classify(
+        {}, False, 1 << 8, "Traceback (most recent call last):\nImportError: boom\n", FAST)
+    assert status == "sandbox_error" and reason.endswith("ImportError: boom"), reason
+    assert "(exit 1)" in reason
 
 
 # ----------------------------------------------------------------------------- the reward
