@@ -12,13 +12,13 @@ three steps, final entropy, NaN count, seconds per step) and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
+
+from report import print_table, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 # GRPO-λ trains on correctness, not on the score: here a response counts as correct when at least
@@ -72,18 +72,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir, ray_session(None, None):
         for method in methods:
             results.append(run_one(method, args.steps, Path(workdir)))
-    header = f"{'method':<12} {'steps':>5} {'reward first3':>13} {'reward last3':>12} {'entropy':>8} {'NaN':>4} {'step s':>7}"
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        print(
+    print_table(
+        f"{'method':<12} {'steps':>5} {'reward first3':>13} {'reward last3':>12} {'entropy':>8} {'NaN':>4} {'step s':>7}",
+        [
             f"{r['method']:<12} {r['steps']:>5} {r['reward_first3']:>13.3f} {r['reward_last3']:>12.3f} "
             f"{r['entropy_last']:>8.3f} {r['nan_values']:>4} {r['step_s']:>7.2f}"
-        )
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "steps": args.steps, "results": results}, indent=2))
-    print(f"wrote {args.out}")
+            for r in results
+        ],
+    )
+    write_results(args.out, steps=args.steps, results=results)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
+
+from report import print_table, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,15 +60,15 @@ def main() -> None:
         for engine in args.engines.split(","):
             results.append(run_one(engine, args.steps, Path(workdir)))
         assert ray.is_initialized()
-    header = f"{'engine':<7} {'samples/s':>10} {'step s':>8} {'train s':>8} {'sync s':>7} {'gen tok/s':>10}"
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        print(f"{r['engine']:<7} {r['samples_per_s']:>10.2f} {r['step_s']:>8.2f} {r['train_s']:>8.2f} {r['sync_s']:>7.2f} {r['generate_tokens_per_s']:>10.0f}")
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "steps": args.steps, "results": results}, indent=2))
-    print(f"wrote {args.out}")
+    print_table(
+        f"{'engine':<7} {'samples/s':>10} {'step s':>8} {'train s':>8} {'sync s':>7} {'gen tok/s':>10}",
+        [
+            f"{r['engine']:<7} {r['samples_per_s']:>10.2f} {r['step_s']:>8.2f} {r['train_s']:>8.2f} "
+            f"{r['sync_s']:>7.2f} {r['generate_tokens_per_s']:>10.0f}"
+            for r in results
+        ],
+    )
+    write_results(args.out, steps=args.steps, results=results)
 
 
 if __name__ == "__main__":

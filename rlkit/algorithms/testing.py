@@ -9,6 +9,7 @@ may be added to `inputs`: llds `chunk_noreduce` (default True, the A-gate).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import torch
@@ -31,6 +32,13 @@ def evaluate_vector(method: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _options_from(cls: type, inputs: dict[str, Any], **fixed: Any) -> Any:
+    """A method's options dataclass from the vector inputs named like its fields (absent ones
+    keep their defaults), plus settings the vector implies rather than states."""
+    given = {spec.name: inputs[spec.name] for spec in dataclasses.fields(cls) if spec.name in inputs}
+    return cls(**{**given, **fixed})
 
 
 def _tensor(values: Any) -> torch.Tensor:
@@ -119,7 +127,7 @@ def _grpo_advantage(inputs: dict[str, Any]) -> dict[str, Any]:
 
 def _grpo_policy_loss(inputs: dict[str, Any]) -> dict[str, Any]:
     loss_inputs, log_prob = _loss_inputs(inputs)
-    options = grpo.GrpoLossOptions(inputs["clip_ratio_low"], inputs["clip_ratio_high"], inputs["clip_ratio_c"])
+    options = _options_from(grpo.GrpoLossOptions, inputs)
     terms = grpo.ppo_clip_terms(loss_inputs, options)
     mask = loss_inputs.response_mask
     losses, gradients = {}, {}
@@ -176,7 +184,7 @@ def _grpo_total(inputs: dict[str, Any]) -> dict[str, Any]:
 @VECTOR_ADAPTERS.register("grpo_lambda")
 def _grpo_lambda(inputs: dict[str, Any]) -> dict[str, Any]:
     group_index, names = _dense_groups(inputs["group_id"])
-    options = grpo_lambda.GrpoLambdaOptions(alpha=inputs["alpha"], top_lambda=inputs["top_lambda"])
+    options = _options_from(grpo_lambda.GrpoLambdaOptions, inputs)
     details = grpo_lambda.shape(_tensor(inputs["correct"]), _tensor(inputs["length_tokens"]), group_index, options)
     return _plain(
         {
@@ -216,9 +224,7 @@ def _bnpo_fit(rewards: list[float], group_index: torch.Tensor, names: list[str],
 @VECTOR_ADAPTERS.register("bnpo")
 def _bnpo(inputs: dict[str, Any]) -> dict[str, Any]:
     group_index, names = _dense_groups(inputs["index"])
-    options = bnpo.BnpoOptions(
-        min_value=inputs.get("min_value", 0.0), max_value=inputs.get("max_value", 1.0), singleton_groups="official"
-    )
+    options = _options_from(bnpo.BnpoOptions, inputs, singleton_groups="official")
     components = {key.removesuffix("_reward"): value for key, value in inputs.items() if key.endswith("_reward")}
     if components:
         outputs = {name: _bnpo_fit(values, group_index, names, options) for name, values in components.items()}
@@ -235,7 +241,7 @@ def _clip_cov_kl_cov(inputs: dict[str, Any]) -> dict[str, Any]:
     loss_inputs, log_prob = _loss_inputs(inputs)
     mask = loss_inputs.response_mask
     if "kl_cov_ratio" in inputs:
-        details = kl_cov.kl_cov_details(loss_inputs, kl_cov.KlCovOptions(inputs["kl_cov_ratio"], inputs["ppo_kl_coef"]))
+        details = kl_cov.kl_cov_details(loss_inputs, _options_from(kl_cov.KlCovOptions, inputs))
         value, gradient = _token_mean_and_grad(details.terms.per_token, loss_inputs, log_prob)
         return _plain(
             {
@@ -249,13 +255,7 @@ def _clip_cov_kl_cov(inputs: dict[str, Any]) -> dict[str, Any]:
                 "grad_wrt_log_prob_token_mean": gradient,
             }
         )
-    options = clip_cov.ClipCovOptions(
-        clip_cov_ratio=inputs["clip_cov_ratio"],
-        clip_cov_lb=inputs["clip_cov_lb"],
-        clip_cov_ub=inputs["clip_cov_ub"],
-        clip_ratio_low=inputs["clip_ratio_low"],
-        clip_ratio_high=inputs["clip_ratio_high"],
-    )
+    options = _options_from(clip_cov.ClipCovOptions, inputs)
     given = inputs.get("perm")
 
     def permutation(n: int) -> torch.Tensor:
@@ -290,14 +290,7 @@ def _clip_cov_kl_cov(inputs: dict[str, Any]) -> dict[str, Any]:
 def _steer(inputs: dict[str, Any]) -> dict[str, Any]:
     loss_inputs, log_prob = _loss_inputs(inputs)
     mask = loss_inputs.response_mask
-    options = steer.SteerOptions(
-        token_weight_min=inputs["token_weight_min"],
-        token_weight_max=inputs["token_weight_max"],
-        linear=inputs["linear"],
-        clip_ratio_low=inputs["clip_ratio_low"],
-        clip_ratio_high=inputs["clip_ratio_high"],
-        clip_ratio_c=inputs["clip_ratio_c"],
-    )
+    options = _options_from(steer.SteerOptions, inputs)
     details = steer.steer_details(loss_inputs, options)
     weighted = steer.steer_loss(loss_inputs, options).per_token
     value, gradient = _token_mean_and_grad(weighted, loss_inputs, log_prob, inputs.get("loss_agg_mode", "token-mean"))
@@ -333,7 +326,7 @@ def _empg(inputs: dict[str, Any]) -> dict[str, Any]:
             entropy[row, column : column + len(step)] = _tensor(step)
             step_ids[row, column : column + len(step)] = index
             column += len(step)
-    options = empg.EmpgOptions(k=inputs["k"], k_f=inputs["k_f"], zeta=inputs["zeta"])
+    options = _options_from(empg.EmpgOptions, inputs)
     advantage = _tensor([trajectory["adv"] for trajectory in trajectories])
     steps = empg.modulate(advantage, entropy, step_ids, options)
     return _plain(
@@ -358,12 +351,7 @@ def _empg(inputs: dict[str, Any]) -> dict[str, Any]:
 def _llds(inputs: dict[str, Any]) -> dict[str, Any]:
     loss_inputs, log_prob = _loss_inputs(inputs)
     mask = loss_inputs.response_mask
-    options = llds.LldsOptions(
-        no_reduce_lambda=inputs["no_reduce_lambda"],
-        chunk_noreduce=inputs.get("chunk_noreduce", True),
-        mask_answer="answer_mask" in inputs,
-        answer_no_reduce_lambda=inputs.get("answer_no_reduce_lambda", 0.2),
-    )
+    options = _options_from(llds.LldsOptions, inputs, mask_answer="answer_mask" in inputs)
     details = llds.llds_details(loss_inputs, options)
     value, gradient = _token_mean_and_grad(details.terms.per_token, loss_inputs, log_prob)
     gates = []

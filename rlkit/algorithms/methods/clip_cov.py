@@ -55,7 +55,8 @@ class ClipCovDetails:
 def clip_cov_details(inputs: PolicyLossInputs, options: ClipCovOptions, permutation: Permutation) -> ClipCovDetails:
     """The loss and every intermediate; `permutation(n)` orders the n candidates (random in training)."""
     valid = inputs.valid
-    ratio = torch.exp(masked_log_ratio(inputs))  # no log-ratio clamp in clip_cov
+    delta = masked_log_ratio(inputs)
+    ratio = torch.exp(delta)  # no log-ratio clamp in clip_cov
     advantages = torch.where(valid, inputs.advantages, torch.zeros_like(inputs.advantages))
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - options.clip_ratio_low, 1.0 + options.clip_ratio_high)
@@ -80,7 +81,7 @@ def clip_cov_details(inputs: PolicyLossInputs, options: ClipCovOptions, permutat
         diagnostics={
             "pg_clipfrac": chosen,  # the official metric: the fraction of detached tokens
             "clip_cov/band_clipfrac": clip_by_origin.to(ratio.dtype),
-            "ppo_kl": -masked_log_ratio(inputs).detach(),
+            "ppo_kl": -delta.detach(),
             "clip_cov/cov_mean": cov,
         },
         stats={

@@ -51,7 +51,8 @@ class GrpoLossOptions:
 
 def ppo_clip_terms(inputs: PolicyLossInputs, options: GrpoLossOptions) -> LossTerms:
     """Per-token clipped surrogate (log-ratio clamped to ±20, dual clip for A < 0)."""
-    ratio = torch.exp(torch.clamp(masked_log_ratio(inputs), -20.0, 20.0))
+    delta = masked_log_ratio(inputs)
+    ratio = torch.exp(torch.clamp(delta, -20.0, 20.0))
     advantages = torch.where(inputs.valid, inputs.advantages, torch.zeros_like(inputs.advantages))
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - options.clip_ratio_low, 1.0 + options.clip_ratio_high)
@@ -63,7 +64,7 @@ def ppo_clip_terms(inputs: PolicyLossInputs, options: GrpoLossOptions) -> LossTe
         diagnostics={
             "pg_clipfrac": (clipped > unclipped).float(),
             "pg_clipfrac_lower": ((band > dual) & (advantages < 0)).float(),
-            "ppo_kl": -masked_log_ratio(inputs).detach(),
+            "ppo_kl": -delta.detach(),
         },
     )
 
