@@ -31,11 +31,22 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rewards.gra import ANSWER_CLOSE, last_answer, parse_number
 from rlkit.environment import ENVIRONMENTS, StepResult
-from rlkit.tasks.multistep import DONE_TEXT, FORMAT_ERROR, apply, final_value, next_instruction, parse_op
+from rlkit.tags import last_tagged_span
+from rlkit.tasks.multistep import (
+    ANSWER_CLOSE,
+    DONE_TEXT,
+    FORMAT_ERROR,
+    apply,
+    final_value,
+    last_answer,
+    next_instruction,
+    parse_number,
+    parse_op,
+)
 
-STEP_OPEN, STEP_CLOSE = "<step>", "</step>"
+STEP_TAG = "step"
+STEP_CLOSE = f"</{STEP_TAG}>"
 _INT = r"[+\-−]?[0-9]{1,9}"
 _STEP_BODY = re.compile(rf"\s*({_INT})\s*([-+*×xX−])\s*([0-9]{{1,9}})\s*=\s*({_INT})\s*")
 _OPERATOR = {"+": "+", "-": "-", "−": "-", "*": "*", "×": "*", "x": "*", "X": "*"}
@@ -60,11 +71,10 @@ def _int(text: str) -> int:
 
 def parse_step(turn: str) -> Step | None:
     """The last `<step>` block that closes in `turn`, or None. Text before it is tolerated."""
-    end = turn.rfind(STEP_CLOSE)
-    start = turn.rfind(STEP_OPEN, 0, end) if end >= 0 else -1
-    if start < 0:
+    span = last_tagged_span(turn, STEP_TAG)
+    if span is None:
         return None
-    match = _STEP_BODY.fullmatch(turn, start + len(STEP_OPEN), end)
+    match = _STEP_BODY.fullmatch(turn, *span)
     if match is None:
         return None
     a, op, b, c = match.groups()

@@ -22,9 +22,9 @@ Pure Python: reward workers import it (torch only inside `evaluate_gra_vector`).
 from __future__ import annotations
 
 import math
-import re
-from fractions import Fraction
 from typing import Any, Callable, Mapping, Sequence
+
+from rlkit.tasks.multistep import last_answer, parse_number
 
 # ---------------------------------------------------------------- (a) gating
 
@@ -76,24 +76,6 @@ def priority_gated(
 # ---------------------------------------------------------------- (b) outcome check of the multistep task
 
 OutcomeCheck = Callable[[str, str], "float | None"]  # (response, ground_truth) → r^high; None = not applicable
-ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
-_NUMBER = re.compile(r"\s*([+\-−]?[0-9]{1,30}(?:\.[0-9]{1,30})?)\s*")  # bounded: huge digit strings are not answers
-
-
-def last_answer(text: str) -> str | None:
-    """The content of the last `<answer>…</answer>`, or None. Found with rfind, so a stray
-    `<answer>` earlier in the text cannot swallow a later, complete one."""
-    end = text.rfind(ANSWER_CLOSE)
-    start = text.rfind(ANSWER_OPEN, 0, end) if end >= 0 else -1
-    return None if start < 0 else text[start + len(ANSWER_OPEN) : end]
-
-
-def parse_number(text: str) -> Fraction | None:
-    """An answer as an exact number ('19', '-3', '19.0'), or None for anything else."""
-    match = _NUMBER.fullmatch(text)
-    return None if match is None else Fraction(match.group(1).replace("−", "-"))
-
-
 def final_answer_outcome(response: str, ground_truth: str) -> float:
     """r^high ∈ {0, 1}: 1 when the last `<answer>` holds the ground truth's number.
 

@@ -16,6 +16,8 @@ import re
 import unicodedata
 from typing import Any
 
+from rlkit.tags import count_tagged, last_tagged
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
@@ -49,26 +51,3 @@ def strip_information(text: str) -> str:
         if end < 0:
             return "".join(parts)
         position = end + len("</information>")
-
-
-def last_tagged(text: str, tag: str) -> str | None:
-    """Content of the last complete `<tag>…</tag>`, or None."""
-    end = text.rfind(f"</{tag}>")
-    if end < 0:
-        return None
-    start = text.rfind(f"<{tag}>", 0, end)
-    return None if start < 0 else text[start + len(tag) + 2 : end]
-
-
-def count_tagged(text: str, tag: str) -> int:
-    """Number of complete, non-overlapping `<tag>…</tag>` pairs."""
-    count, position = 0, 0
-    while True:
-        start = text.find(f"<{tag}>", position)
-        if start < 0:
-            return count
-        end = text.find(f"</{tag}>", start)
-        if end < 0:
-            return count
-        count += 1
-        position = end + len(tag) + 3

@@ -13,7 +13,8 @@ from typing import Any
 
 from rewards.math_answer import answers_match, last_boxed
 
-VERIFICATION_SOURCE = "rise_verification"  # rlkit.rise.VERIFICATION_SOURCE (kept free of rlkit imports)
+VERIFICATION_SOURCE = "rise_verification"  # data_source of the critique prompts rlkit.rise builds
+CORRECT, WRONG, NO_ANSWER = 1.0, -0.5, -1.0  # §9.1, for solutions and ratings alike
 
 
 def score(*, response: str, ground_truth: str | None, data_source: str = "default", **kwargs: Any) -> dict[str, float] | None:
@@ -21,12 +22,12 @@ def score(*, response: str, ground_truth: str | None, data_source: str = "defaul
         return None
     boxed = last_boxed(response)
     if boxed is None:
-        value = -1.0
+        value = NO_ANSWER
     elif data_source == VERIFICATION_SOURCE:
-        value = 1.0 if _same_rating(boxed, ground_truth) else -0.5
+        value = CORRECT if _same_rating(boxed, ground_truth) else WRONG
     else:
-        value = 1.0 if answers_match(boxed, ground_truth) else -0.5
-    return {"score": value, "correct": float(value == 1.0), "boxed": float(boxed is not None)}
+        value = CORRECT if answers_match(boxed, ground_truth) else WRONG
+    return {"score": value, "correct": float(value == CORRECT), "boxed": float(boxed is not None)}
 
 
 def _same_rating(rating: str, expected: str) -> bool:

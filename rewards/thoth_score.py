@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Sequence
 
+from rlkit.tags import first_tagged
+
 # ---------------------------------------------------------------- records and switches
 
 
@@ -107,21 +109,14 @@ def parse_response(text: str) -> ParsedResponse:
     """The four Sketch-and-Fill blocks of `text` and the steps in `<key>` and `<orc>`."""
     for tag in _BLOCKS:
         if text.count(f"<{tag}>") != 1 or text.count(f"</{tag}>") != 1:
-            key_steps, _ = parse_key_block(_between(text, "key"))
+            key_steps, _ = parse_key_block(first_tagged(text, "key") or "")
             return ParsedResponse(False, key_steps, 0, f"<{tag}>…</{tag}> must appear exactly once")
     layout = _LAYOUT.fullmatch(text)
     if layout is None:
-        key_steps, _ = parse_key_block(_between(text, "key"))
+        key_steps, _ = parse_key_block(first_tagged(text, "key") or "")
         return ParsedResponse(False, key_steps, 0, "blocks out of order, or text outside them")
     key_steps, problem = parse_key_block(layout["key"])
     return ParsedResponse(problem is None, key_steps, count_orc_steps(layout["orc"]), problem)
-
-
-def _between(text: str, tag: str) -> str:
-    """Text between the first <tag> and the next </tag>, or '' (for lenient component logging)."""
-    start = text.find(f"<{tag}>")
-    end = text.find(f"</{tag}>", start + 1)
-    return text[start + len(tag) + 2 : end] if start >= 0 and end >= 0 else ""
 
 
 def parse_key_block(block: str) -> tuple[tuple[KeyStep, ...], str | None]:

@@ -14,10 +14,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from rewards.rise import CORRECT, NO_ANSWER, VERIFICATION_SOURCE, WRONG
 from rlkit.types import Prompt, RewardStatus, ScoredSample
 
-VERIFICATION_SOURCE = "rise_verification"
-GENERATION_SCORES = (1.0, -0.5, -1.0)  # correct, wrong boxed answer, no boxed answer (§9.1)
+GENERATION_SCORES = (CORRECT, WRONG, NO_ANSWER)  # the verifier's scores of a solution (§9.1)
 
 DEFAULT_TEMPLATE = (
     "Below is a math problem and a proposed solution. Check the solution step by step and rate it.\n\n"

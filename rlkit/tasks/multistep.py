@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
+from fractions import Fraction
 from pathlib import Path
 
+from rlkit.tags import last_tagged
 from rlkit.tasks.files import write_jsonl
 
 DATA_SOURCE = "multistep"
@@ -25,6 +28,20 @@ OPERATORS = ("+", "-", "*")
 MAX_VALUE = 200  # intermediate values stay in [0, MAX_VALUE]: small numbers for a 135M model
 DONE_TEXT = "\nAll steps done. Now the final answer.\n"
 FORMAT_ERROR = "\nFormat error."
+ANSWER_TAG = "answer"  # the episode ends with <answer>c</answer>
+ANSWER_CLOSE = f"</{ANSWER_TAG}>"
+_NUMBER = re.compile(r"\s*([+\-−]?[0-9]{1,30}(?:\.[0-9]{1,30})?)\s*")  # bounded: huge digit strings are not answers
+
+
+def last_answer(text: str) -> str | None:
+    """The content of the last complete `<answer>…</answer>`, or None."""
+    return last_tagged(text, ANSWER_TAG)
+
+
+def parse_number(text: str) -> Fraction | None:
+    """An answer as an exact number ('19', '-3', '19.0'), or None for anything else."""
+    match = _NUMBER.fullmatch(text)
+    return None if match is None else Fraction(match.group(1).replace("−", "-"))
 
 
 def apply(value: int, op: str, operand: int) -> int:

@@ -20,9 +20,7 @@ from rewards.gra import (
     gate_settings,
     gated_accumulation,
     gated_step_rewards,
-    last_answer,
     make_score,
-    parse_number,
     priority_gated,
     score,
     score_dra,
@@ -30,6 +28,7 @@ from rewards.gra import (
 )
 from rlkit.reward.contract import ERROR, NOT_APPLICABLE, OK, RewardRequest, accepted_keywords, call_and_judge
 from rlkit.reward.loader import RewardFnSpec, check_reward_fn
+from rlkit.tasks.multistep import last_answer, parse_number
 
 REPO = Path(__file__).parents[2]
 VECTORS = json.loads((REPO / "tests" / "vectors" / "gra.json").read_text())["vectors"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from envs.retrieval_qa import DEFAULT_CORPUS, INVALID_NOTE, Bm25Index, RetrievalQA, load_index, parse_action, resolve_corpus
-from rewards.retrieval_qa import count_tagged, last_tagged, normalize, score, strip_information
+from rewards.retrieval_qa import normalize, score, strip_information
+from rlkit.tags import count_tagged, first_tagged, last_tagged, last_tagged_span
 from rlkit.environment import ENVIRONMENTS, build_environment
 from rlkit.models import build_tiny_tokenizer
 from rlkit.rollout.engine import SamplingOptions
@@ -311,6 +312,8 @@ def test_reward_counts_complete_searches() -> None:
     assert score(response=response, ground_truth="x")["searches"] == 2.0
     assert count_tagged("<search><search>a</search>", "search") == 1
     assert last_tagged("<answer>a</answer><answer>b", "answer") == "a" and last_tagged("b</answer>", "answer") is None
+    assert last_tagged("<answer>x<answer>y</answer>", "answer") == "y" and last_tagged_span("ab<q>c</q>", "q") == (5, 6)
+    assert first_tagged("<key>a</key><key>b</key>", "key") == "a" and first_tagged("<key>a", "key") is None
     assert strip_information("a<information>b</information>c<information>open") == "ac"
 
 
