@@ -9,8 +9,8 @@ new session, with a scrubbed environment and a throw-away working directory. The
    a new user namespace), then forks: the child is pid 1 of the new pid namespace, so when it
    dies the kernel kills every process it left behind;
 3. in that child: enters a mount namespace of its own (the launcher keeps an untouched view of
-   the filesystem), makes the whole filesystem read-only, hides home directories (re-exposing the
-   Python installation if it lives there), mounts small private `noexec` tmpfs on /tmp, /var/tmp,
+   the filesystem), makes the whole filesystem read-only, hides home directories and the
+   caller's working directory (re-exposing the Python installation if it lives there), mounts small private `noexec` tmpfs on /tmp, /var/tmp,
    /dev/shm and the working directory, mounts a private /proc; gives up privilege for good (empty
    capability sets, no_new_privs and, when running as root, a uid of its own); sets rlimits (CPU,
    address space, file size, process count, no core dumps, few fds); installs an audit hook (a
@@ -210,15 +210,26 @@ def _start_launcher(config: dict, paths: dict[str, str], io_dir: str, workdir: s
 def _launcher_config(
     code: str, limits: SandboxLimits, workdir: str, cgroup: str | None
 ) -> dict[str, object]:
-    homes = {os.path.expanduser("~"), "/root"}
     return {
         "code": code,
         "limits": asdict(limits),
         "workdir": workdir,
         "cgroup": cgroup,
         "parent_pid": os.getpid(),
-        "mask": sorted({os.path.realpath(h) for h in homes if os.path.isdir(h)} - {"/"}),
+        "mask": _hidden_directories(),
     }
+
+
+_SYSTEM_DIRECTORIES = frozenset({"/", "/bin", "/dev", "/etc", "/lib", "/lib64", "/opt", "/proc", "/sbin",
+                                 "/sys", "/tmp", "/usr", "/var"})
+
+
+def _hidden_directories() -> list[str]:
+    """Home directories and the caller's working directory: the project, with its data,
+    reference answers, checkpoints and runs, which model code has no business reading."""
+    candidates = {os.path.expanduser("~"), "/root", os.getcwd()}
+    real = {os.path.realpath(path) for path in candidates if os.path.isdir(path)}
+    return sorted(real - _SYSTEM_DIRECTORIES)
 
 
 def _child_env(workdir: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -392,8 +394,22 @@ def test_parent_secrets_are_not_visible(
 # ----------------------------------------------------------------------------- honest defences
 
 
-def test_reported_defences_match_what_the_program_sees(defences: SandboxResult) -> None:
+@pytest.fixture
+def project_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A working directory inside the checkout (not under /tmp, whose tmpfs would hide it anyway)."""
+    project = Path(SANDBOX_FILE).parents[2] / f".sandbox-project-{uuid.uuid4().hex}"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    try:
+        yield project
+    finally:
+        shutil.rmtree(project)
+
+
+def test_reported_defences_match_what_the_program_sees(defences: SandboxResult, project_dir: Path) -> None:
     """Each defence the launcher claims is observable from inside the sandbox."""
+    project_file = project_dir / "answers.jsonl"  # the caller's working directory is masked too
+    project_file.write_text("{}\n")
     result = run(
         """
         import json, os
@@ -409,8 +425,9 @@ def test_reported_defences_match_what_the_program_sees(defences: SandboxResult) 
         except OSError:
             seen["etc_writable"] = False
         seen["home"] = os.listdir("/root") if os.path.isdir("/root") else []
+        seen["project"] = os.path.exists(PROJECT_FILE)
         print(json.dumps(seen))
-        """,
+        """.replace("PROJECT_FILE", repr(str(project_file))),
         KERNEL_ONLY,
     )
     assert result.status == "ok", result
@@ -430,6 +447,9 @@ def test_reported_defences_match_what_the_program_sees(defences: SandboxResult) 
         assert seen["etc_writable"] is False
     if claimed["homes_masked"] and os.path.realpath(Path.home()) == "/root":
         assert set(seen["home"]) <= {".pyenv"}  # at most the re-exposed interpreter
+    if claimed["homes_masked"]:
+        assert seen["project"] is False
+    assert project_file.exists()  # the mask hid it from the program only
 
 
 def test_launcher_failure_says_what_failed(tmp_path: Path) -> None:
