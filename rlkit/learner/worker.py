@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, PolicyLossInputs, actor_loss
-from rlkit.algorithms import compute_advantages, required_inputs
+from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, PolicyLossInputs, actor_loss
+from rlkit.algorithms import required_inputs
 from rlkit.algorithms.losses import merge_metric
 from rlkit.learner.collate import collate, trim_padding
 from rlkit.learner.inputs import advantages_of_applicable, applicable_rows, denominators_of, loss_seed, reward_components

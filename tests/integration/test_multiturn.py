@@ -11,7 +11,6 @@ import pytest
 from rlkit.config import load_config
 from rlkit.controller import train
 from rlkit.environment import EnvOptions
-from rlkit.models import resolve_model
 from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
 from rlkit.rollout.env_host import EnvHost
 from rlkit.rollout.episodes import run_episodes

@@ -24,13 +24,13 @@ from typing import Iterator
 import pytest
 
 from rewards import code_tests
-from rlkit.reward import sandbox
+from rlkit.reward import sandbox, sandbox_launcher
 from rlkit.reward.contract import judge, signature_problems
 from rlkit.reward.sandbox import SandboxError, SandboxLimits, SandboxResult, run_untrusted
 
 FAST = SandboxLimits(cpu_seconds=2, wall_seconds=4)
 KERNEL_ONLY = SandboxLimits(cpu_seconds=2, wall_seconds=4, python_guard=False)
-SANDBOX_FILE = os.path.abspath(sandbox.__file__)
+SANDBOX_FILE = sandbox.LAUNCHER_FILE
 
 
 def run(code: str, limits: SandboxLimits = FAST, **kwargs: object) -> SandboxResult:
@@ -464,7 +464,7 @@ def test_launcher_failure_says_what_failed(tmp_path: Path) -> None:
                                   pass_fds=(report_fd,), capture_output=True, timeout=30)
     finally:
         os.close(report_fd)
-    assert launcher.returncode == sandbox.EXIT_SETUP
+    assert launcher.returncode == sandbox_launcher.EXIT_SETUP
     assert b"KeyError" in launcher.stderr  # the traceback
     status, reason, _, _ = sandbox._classify(
         sandbox._read_report(str(report)), False, 0, "", FAST)

@@ -277,4 +277,4 @@ def test_shipped_data_files_match_the_generator() -> None:
         path = REPO / "data" / "protocols" / f"{name}.jsonl"
         assert path.stat().st_size < 2_000_000
         lines = path.read_text(encoding="utf-8").splitlines()
-        assert [json.loads(line) for line in lines] == rows, f"regenerate: python -m rlkit.tasks.protocols --out data/protocols"
+        assert [json.loads(line) for line in lines] == rows, "regenerate: python -m rlkit.tasks.protocols --out data/protocols"
