@@ -137,7 +137,7 @@ class EvalConfig:
     before: bool = True
     """Evaluate the initial model before the first step."""
     max_new_tokens: int = 0
-    """Token budget for eval answers; 0 = rollout.sampling.max_new_tokens."""
+    """Token budget for eval answers; 0 = rollout.sampling.max_new_tokens. With an environment, episodes keep rollout.env's limits."""
 
 
 @dataclass
