@@ -5,11 +5,13 @@ vector's `inputs`, runs the registered implementation (gradients by autograd) an
 vector's output keys. Vector files that hold several kinds of vector (advantage, loss, KL) are
 told apart by their input keys. Hyperparameters that a vector states only in its description
 may be added to `inputs`: llds `chunk_noreduce` (default True, the A-gate).
+`match_outputs(actual, expected)` compares the result with a vector's `outputs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import torch
@@ -29,6 +31,30 @@ VECTOR_ADAPTERS: Registry[Adapter] = Registry("vector method")
 def evaluate_vector(method: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """The outputs of `method` on one vector's `inputs`, keyed as in the vector file."""
     return VECTOR_ADAPTERS.get(method)(inputs)
+
+
+def match_outputs(
+    actual: Any, expected: Any, rtol: float = 1e-5, atol: float = 1e-6, where: str = "",
+    ignore: frozenset[str] = frozenset(),
+) -> int:
+    """Assert that `actual` has `expected`'s structure and values, recursively: the same keys
+    (less `ignore`, e.g. prose notes) and lengths, numbers within rtol/atol (the vectors'
+    README tolerances by default), None/bool/str equal and of the same type. Returns the number
+    of numbers compared, so a caller can check that something was."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{where}: expected a mapping, got {type(actual).__name__}"
+        wanted = set(expected) - ignore
+        assert set(actual) - ignore == wanted, f"{where}: keys {sorted(actual)} != {sorted(wanted)}"
+        return sum(match_outputs(actual[key], expected[key], rtol, atol, f"{where}.{key}", ignore) for key in wanted)
+    if isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: {actual!r} vs {expected!r}"
+        return sum(match_outputs(a, e, rtol, atol, f"{where}[{i}]", ignore) for i, (a, e) in enumerate(zip(actual, expected)))
+    if expected is None or isinstance(expected, (bool, str)):
+        assert type(actual) is type(expected) and actual == expected, f"{where}: {actual!r} != {expected!r}"
+        return 0
+    assert isinstance(actual, (int, float)) and not isinstance(actual, bool), f"{where}: {actual!r} is not a number"
+    assert math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol), f"{where}: {actual!r} != {expected!r}"
+    return 1
 
 
 # ---------------------------------------------------------------- helpers

@@ -10,11 +10,9 @@ CPU in minutes (with numbers up to 99 it starts near 4%, and sampled groups are 
 
 from __future__ import annotations
 
-import argparse
 import random
-from pathlib import Path
 
-from rlkit.tasks.files import write_jsonl
+from rlkit.tasks.files import task_arguments, write_splits
 
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena"]
 ITEMS = ["apples", "books", "coins", "marbles", "pencils", "stamps", "cards", "shells"]
@@ -61,18 +59,12 @@ def generate(num_train: int, num_test: int, seed: int, max_operand: int = 50, op
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/arithmetic", help="output folder")
-    parser.add_argument("--train", type=int, default=5000, help="training problems")
-    parser.add_argument("--test", type=int, default=500, help="held-out problems")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser = task_arguments(__doc__, "data/arithmetic", 5000, 500, "training problems", "held-out problems")
     parser.add_argument("--max-operand", type=int, default=50, help="largest operand (difficulty)")
     parser.add_argument("--ops", default="+-", help="operations to draw from: + and/or -")
     args = parser.parse_args(argv)
     train, test = generate(args.train, args.test, args.seed, args.max_operand, args.ops)
-    write_jsonl(train, Path(args.out) / "train.jsonl")
-    write_jsonl(test, Path(args.out) / "test.jsonl")
-    print(f"wrote {len(train)} train and {len(test)} test problems to {args.out}")
+    write_splits(args.out, {"train": train, "test": test})
 
 
 if __name__ == "__main__":

@@ -14,14 +14,12 @@ observation strings the environment sends, so the two cannot drift apart. Splits
 
 from __future__ import annotations
 
-import argparse
 import random
 import re
 from fractions import Fraction
-from pathlib import Path
 
 from rlkit.tags import last_tagged
-from rlkit.tasks.files import write_jsonl
+from rlkit.tasks.files import task_arguments, write_splits
 
 DATA_SOURCE = "multistep"
 OPERATORS = ("+", "-", "*")
@@ -165,18 +163,12 @@ def generate(num_train: int, num_test: int, seed: int, min_steps: int = 2, max_s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/multistep", help="output folder")
-    parser.add_argument("--train", type=int, default=2000, help="training chains")
-    parser.add_argument("--test", type=int, default=200, help="held-out chains")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser = task_arguments(__doc__, "data/multistep", 2000, 200, "training chains", "held-out chains")
     parser.add_argument("--min-steps", type=int, default=2, help="fewest operations per chain")
     parser.add_argument("--max-steps", type=int, default=3, help="most operations per chain (recipes: max_turns ≥ this + 1)")
     args = parser.parse_args(argv)
     train, test = generate(args.train, args.test, args.seed, args.min_steps, args.max_steps)
-    write_jsonl(train, Path(args.out) / "train.jsonl")
-    write_jsonl(test, Path(args.out) / "test.jsonl")
-    print(f"wrote {len(train)} train and {len(test)} test chains to {args.out}")
+    write_splits(args.out, {"train": train, "test": test})
 
 
 if __name__ == "__main__":

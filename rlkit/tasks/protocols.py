@@ -14,14 +14,12 @@ splits are disjoint by prompt text and generation is deterministic for a seed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
-from rlkit.tasks.files import write_jsonl
+from rlkit.tasks.files import task_arguments, write_splits
 
 DATA_SOURCE = "protocols"
 
@@ -296,16 +294,11 @@ def generate(num_train: int, num_test: int, seed: int) -> tuple[list[dict[str, s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/protocols", help="output folder")
-    parser.add_argument("--train", type=int, default=1600, help="training protocols (1600 keeps the file under 2 MB)")
-    parser.add_argument("--test", type=int, default=200, help="held-out protocols")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser = task_arguments(__doc__, "data/protocols", 1600, 200,
+                            "training protocols (1600 keeps the file under 2 MB)", "held-out protocols")
     args = parser.parse_args(argv)
     train, test = generate(args.train, args.test, args.seed)
-    write_jsonl(train, Path(args.out) / "train.jsonl", ascii_only=False)
-    write_jsonl(test, Path(args.out) / "test.jsonl", ascii_only=False)
-    print(f"wrote {len(train)} train and {len(test)} test protocols to {args.out}")
+    write_splits(args.out, {"train": train, "test": test}, ascii_only=False)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ apart. Prompts are chats (a list of {role, content}), which rlkit.data reads as 
 
 from __future__ import annotations
 
-import argparse
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
-from rlkit.tasks.files import write_jsonl
+from rlkit.tasks.files import task_arguments, write_splits
 
 DATA_SOURCE = "retrieval_qa"
 
@@ -283,18 +281,12 @@ def generate(num_train: int, num_test: int, seed: int) -> tuple[list[dict], list
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/retrieval_qa", help="output folder")
-    parser.add_argument("--train", type=int, default=2000, help="training questions (at most all wordings of the training facts)")
-    parser.add_argument("--test", type=int, default=200, help="held-out questions, one per fact")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser = task_arguments(__doc__, "data/retrieval_qa", 2000, 200,
+                            "training questions (at most all wordings of the training facts)",
+                            "held-out questions, one per fact")
     args = parser.parse_args(argv)
     corpus, train, test = generate(args.train, args.test, args.seed)
-    out = Path(args.out)
-    write_jsonl(corpus, out / "corpus.jsonl")
-    write_jsonl(train, out / "train.jsonl")
-    write_jsonl(test, out / "test.jsonl")
-    print(f"wrote {len(corpus)} documents, {len(train)} train and {len(test)} test questions to {out}")
+    write_splits(args.out, {"corpus": corpus, "train": train, "test": test})
 
 
 if __name__ == "__main__":

@@ -26,26 +26,13 @@ from rewards.gra import (
     score_dra,
     score_gra,
 )
+from rlkit.algorithms.testing import match_outputs
 from rlkit.reward.contract import ERROR, NOT_APPLICABLE, OK, RewardRequest, accepted_keywords, call_and_judge
 from rlkit.reward.loader import RewardFnSpec, check_reward_fn
 from rlkit.tasks.multistep import last_answer, parse_number
 
 REPO = Path(__file__).parents[2]
 VECTORS = json.loads((REPO / "tests" / "vectors" / "gra.json").read_text())["vectors"]
-RTOL, ATOL = 1e-5, 1e-6  # tests/vectors/README.md
-
-
-def assert_close(actual: Any, expected: Any, where: str = "") -> int:
-    """Recursive comparison with the same keys and lengths; returns the numbers compared."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict) and set(actual) == set(expected), f"{where}: keys {sorted(actual)} != {sorted(expected)}"
-        return sum(assert_close(actual[key], value, f"{where}.{key}") for key, value in expected.items())
-    if isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: {actual!r} vs {expected!r}"
-        return sum(assert_close(a, e, f"{where}[{i}]") for i, (a, e) in enumerate(zip(actual, expected)))
-    assert isinstance(actual, (int, float)) and not isinstance(actual, bool), f"{where}: {actual!r} is not a number"
-    assert math.isclose(actual, expected, rel_tol=RTOL, abs_tol=ATOL), f"{where}: {actual!r} != {expected!r}"
-    return 1
 
 
 # ---------------------------------------------------------------- worked vectors
@@ -54,7 +41,7 @@ def assert_close(actual: Any, expected: Any, where: str = "") -> int:
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_vector_outputs(vector: dict[str, Any]) -> None:
     actual = evaluate_gra_vector(vector["inputs"])
-    assert assert_close(actual, vector["outputs"], vector["name"]) > 0
+    assert match_outputs(actual, vector["outputs"], where=vector["name"]) > 0
 
 
 def test_vector_file_covers_both_forms() -> None:
@@ -68,7 +55,7 @@ def test_the_comparison_fails_on_a_perturbed_output() -> None:
     inputs = json.loads(json.dumps(vector["inputs"]))
     inputs["r_low_steps"][0][0] += 1e-4
     with pytest.raises(AssertionError):
-        assert_close(evaluate_gra_vector(inputs), vector["outputs"])
+        match_outputs(evaluate_gra_vector(inputs), vector["outputs"])
 
 
 # ---------------------------------------------------------------- the gate

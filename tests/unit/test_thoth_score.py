@@ -30,37 +30,21 @@ from rewards.thoth_score import (
     score_lcs,
     step_scale,
 )
+from rlkit.algorithms.testing import match_outputs
 from rlkit.reward.contract import ERROR, NOT_APPLICABLE, OK, RewardRequest, accepted_keywords, call_and_judge
 from rlkit.reward.loader import RewardFnSpec, check_reward_fn
 from rlkit.tasks import protocols
 
 REPO = Path(__file__).parents[2]
 VECTORS = json.loads((REPO / "tests" / "vectors" / "thoth_score.json").read_text())["vectors"]
-RTOL, ATOL = 1e-5, 1e-6  # tests/vectors/README.md
 
 
 # ---------------------------------------------------------------- worked vectors
 
 
-def assert_close(actual: Any, expected: Any, where: str = "") -> int:
-    """Recursive comparison; numbers at the README tolerance, None/bool/str exactly. Returns leaves."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict) and set(actual) == set(expected), f"{where}: keys {sorted(actual)} != {sorted(expected)}"
-        return sum(assert_close(actual[key], value, f"{where}.{key}") for key, value in expected.items())
-    if isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: {actual!r} vs {expected!r}"
-        return sum(assert_close(a, e, f"{where}[{i}]") for i, (a, e) in enumerate(zip(actual, expected)))
-    if expected is None or isinstance(expected, (bool, str)):
-        assert type(actual) is type(expected) and actual == expected, f"{where}: {actual!r} != {expected!r}"
-        return 1
-    assert isinstance(actual, (int, float)) and not isinstance(actual, bool), f"{where}: {actual!r} is not a number"
-    assert math.isclose(actual, expected, rel_tol=RTOL, abs_tol=ATOL), f"{where}: {actual!r} != {expected!r}"
-    return 1
-
-
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_every_vector_output_matches(vector: dict[str, Any]) -> None:
-    checked = assert_close(evaluate_thoth_vector(vector["inputs"]), vector["outputs"], vector["name"])
+    checked = match_outputs(evaluate_thoth_vector(vector["inputs"]), vector["outputs"], where=vector["name"])
     assert checked > 50
 
 
@@ -69,7 +53,7 @@ def test_the_comparator_catches_a_wrong_leaf() -> None:
     actual = evaluate_thoth_vector(VECTORS[1]["inputs"])
     actual["lcs_order"]["per_pair[step_score,obj,para,m_x]"][1][2] += 1e-3
     with pytest.raises(AssertionError, match="lcs_order.per_pair"):
-        assert_close(actual, expected)
+        match_outputs(actual, expected)
 
 
 def test_vector_variants_can_be_named_explicitly() -> None:
