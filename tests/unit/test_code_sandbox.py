@@ -526,3 +526,43 @@ def test_code_extraction_prefers_the_last_python_block() -> None:
     assert code_tests.extract_code(response) == "second\n"
     assert code_tests.extract_code("```\nonly\n```") == "only\n"
     assert code_tests.extract_code("print(1)") == "print(1)"
+
+
+HOSTILE_PROGRAMS = {
+    "infinite loop": "while True:\n    pass",
+    "fork bomb": "import os\nwhile True:\n    os.fork()",
+    "memory hog": "data = bytearray(10 * 1024**3)",
+    "network": "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=2)",
+    "write outside": "open(PLANTED, 'w').write('pwned')",
+    "kill the caller": "import os\nos.kill(os.getppid(), 9)",
+}
+
+
+def test_hostile_programs_through_the_scoring_pool_score_zero_and_the_pool_lives(
+    defences: SandboxResult, project_dir: Path
+) -> None:
+    """The code reward as the trainer runs it (in the killable scoring pool): every hostile
+    program is contained and scored 0, no worker has to be replaced, and a correct solution
+    scored afterwards still gets 1."""
+    from rlkit.reward.contract import RewardRequest
+    from rlkit.reward.isolation import ScoringPool
+    from rlkit.reward.loader import RewardFnSpec
+    from rlkit.types import RewardStatus
+
+    _require(defences, *code_tests.REQUIRED_DEFENCES)
+    planted = project_dir / "planted.txt"
+    extra = {"tests": TESTS[:1], "time_limit_s": 1}
+    programs = {name: code.replace("PLANTED", repr(str(planted))) for name, code in HOSTILE_PROGRAMS.items()}
+    requests = [RewardRequest(prompt="", response=f"```python\n{code}\n```", extra=extra) for code in programs.values()]
+    spec = RewardFnSpec(path=str(Path(code_tests.__file__)), name="score")
+    with ScoringPool(spec, num_processes=1, timeout_s=30.0) as pool:
+        rewards = pool.score(requests + [RewardRequest(prompt="", response=SOLUTION, extra=extra)])
+        restarts = pool.restarts
+    outcomes = {name: (r.status, r.score, r.components.get("sandbox_errors"), r.components.get("runtime_errors"))
+                for name, r in zip(list(programs) + ["correct"], rewards)}
+    for name in programs:
+        status, score, stopped, crashed = outcomes[name]
+        assert status == RewardStatus.OK and score == 0.0, (name, outcomes[name], rewards)
+        assert stopped + crashed == 1.0, (name, outcomes[name])  # contained: stopped by the sandbox or failed
+    assert outcomes["correct"][:2] == (RewardStatus.OK, 1.0)
+    assert restarts == 0 and not planted.exists()
