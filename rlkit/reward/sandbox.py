@@ -217,11 +217,16 @@ _SYSTEM_DIRECTORIES = frozenset({"/", "/bin", "/dev", "/etc", "/lib", "/lib64", 
 
 
 def _hidden_directories() -> list[str]:
-    """Home directories and the caller's working directory: the project, with its data,
-    reference answers, checkpoints and runs, which model code has no business reading."""
+    """Home directories, the caller's working directory and the rlkit checkout (when rlkit runs
+    from source): the project, with its data, reference answers, checkpoints and runs, which
+    model code has no business reading."""
     candidates = {os.path.expanduser("~"), "/root", os.getcwd()}
-    real = {os.path.realpath(path) for path in candidates if os.path.isdir(path)}
-    return sorted(real - _SYSTEM_DIRECTORIES)
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.isfile(os.path.join(checkout, "pyproject.toml")):
+        candidates.add(checkout)
+    real = {os.path.realpath(path) for path in candidates if os.path.isdir(path)} - _SYSTEM_DIRECTORIES
+    # One mask per tree: a folder inside another masked one is already hidden (and gone).
+    return sorted(path for path in real if not any(path.startswith(other + "/") for other in real))
 
 
 def _child_env(workdir: str) -> dict[str, str]:

@@ -566,3 +566,16 @@ def test_hostile_programs_through_the_scoring_pool_score_zero_and_the_pool_lives
         assert stopped + crashed == 1.0, (name, outcomes[name])  # contained: stopped by the sandbox or failed
     assert outcomes["correct"][:2] == (RewardStatus.OK, 1.0)
     assert restarts == 0 and not planted.exists()
+
+
+def test_hidden_directories_are_homes_the_working_directory_and_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    hidden = sandbox._hidden_directories()
+    assert str(tmp_path.resolve()) in hidden and os.path.realpath(Path.home()) in hidden
+    assert str(Path(SANDBOX_FILE).parents[2]) in hidden  # running from a source checkout
+    monkeypatch.chdir(Path(SANDBOX_FILE).parent)
+    assert str(Path(SANDBOX_FILE).parent) not in sandbox._hidden_directories()  # inside the checkout: one mask
+    monkeypatch.chdir("/usr")
+    assert "/usr" not in sandbox._hidden_directories()  # a system directory is never masked
