@@ -12,9 +12,8 @@ no algorithm math; the only module that wires stages together.
 from __future__ import annotations
 
 import dataclasses
-import random
-
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
