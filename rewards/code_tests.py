@@ -33,6 +33,7 @@ per-sample timeout accordingly.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -64,17 +65,13 @@ def score(
         return None
     limits = _limits((extra or {}).get("time_limit_s"))
     program = extract_code(response)
+    check_defences(probe_defences())  # before any model code runs
     counts = {"passed": 0, "runtime_errors": 0, "sandbox_errors": 0, "skipped": 0}
     for index, test in enumerate(tests):
         result = run_untrusted(program, stdin=test["stdin"], limits=limits)
         if result.status == "sandbox_error":
             raise RuntimeError(f"code sandbox failed on test {index}: {result.reason}")
-        missing = [name for name in REQUIRED_DEFENCES if not result.defences.get(name)]
-        if missing and os.environ.get(ALLOW_WEAK_ENV) != "1":
-            raise RuntimeError(
-                f"code sandbox ran without {', '.join(missing)} (the kernel refused them here); model code "
-                f"is not run behind only the audit hook. Allow the weaker sandbox with {ALLOW_WEAK_ENV}=1"
-            )
+        check_defences(result.defences)
         counts["passed"] += _passed(result, test["stdout"])
         counts["runtime_errors"] += result.status == "error"
         counts["sandbox_errors"] += result.status in _STOPPED_BY_SANDBOX
@@ -84,6 +81,25 @@ def score(
     total = len(tests)
     return {"score": counts["passed"] / total, "total": float(total),
             **{name: float(value) for name, value in counts.items()}}
+
+
+@functools.lru_cache(maxsize=1)
+def probe_defences() -> dict[str, bool]:
+    """What the sandbox achieves on this host, learned once per process from a harmless program."""
+    result = run_untrusted("pass")
+    if result.status != "ok":
+        raise RuntimeError(f"code sandbox failed to run an empty program: {result.reason}")
+    return dict(result.defences)
+
+
+def check_defences(defences: dict[str, bool]) -> None:
+    """Refuse to score (a reward error) where the kernel refused the namespaces model code needs."""
+    missing = [name for name in REQUIRED_DEFENCES if not defences.get(name)]
+    if missing and os.environ.get(ALLOW_WEAK_ENV) != "1":
+        raise RuntimeError(
+            f"code sandbox runs without {', '.join(missing)} here (the kernel refused them), so model code "
+            f"would be behind only the audit hook; allow that weaker sandbox with {ALLOW_WEAK_ENV}=1"
+        )
 
 
 def load_tests(ground_truth: str | None, extra: dict[str, Any]) -> list[dict[str, str]]:

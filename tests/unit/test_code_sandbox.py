@@ -579,3 +579,25 @@ def test_hidden_directories_are_homes_the_working_directory_and_the_checkout(
     assert str(Path(SANDBOX_FILE).parent) not in sandbox._hidden_directories()  # inside the checkout: one mask
     monkeypatch.chdir("/usr")
     assert "/usr" not in sandbox._hidden_directories()  # a system directory is never masked
+
+
+def test_code_reward_refuses_before_running_model_code_where_namespaces_are_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    weak = {name: False for name in code_tests.REQUIRED_DEFENCES}
+    monkeypatch.setattr(code_tests, "probe_defences", lambda: weak)  # a host without namespaces
+    ran = []
+    monkeypatch.setattr(code_tests, "run_untrusted", lambda *args, **kwargs: ran.append(args))
+    monkeypatch.delenv(code_tests.ALLOW_WEAK_ENV, raising=False)
+    with pytest.raises(RuntimeError, match=code_tests.ALLOW_WEAK_ENV):
+        code_tests.score(response=SOLUTION, extra={"tests": TESTS})
+    assert ran == []  # the program never started
+
+
+def test_code_reward_probes_the_sandbox_once(defences: SandboxResult) -> None:
+    _require(defences, *code_tests.REQUIRED_DEFENCES)
+    code_tests.probe_defences.cache_clear()
+    assert code_tests.score(response=SOLUTION, extra={"tests": TESTS})["score"] == 1.0
+    assert code_tests.probe_defences.cache_info().misses == 1
+    assert code_tests.score(response=SOLUTION, extra={"tests": TESTS})["score"] == 1.0
+    assert code_tests.probe_defences.cache_info().misses == 1
