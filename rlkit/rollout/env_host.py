@@ -94,6 +94,8 @@ class EnvHost:
 
     def step(self, episode: int, action: str) -> StepResult:
         """The environment's answer to one turn; EnvironmentFailure ends the episode."""
+        if episode not in self._episodes:  # given up when its replay into a new process failed
+            raise EnvironmentFailure("error", f"environment {self.name!r}: episode lost when its process was replaced")
         observation, reward, done = self._call(("step", episode, action), episode)
         self._episodes[episode].actions.append(action)
         return StepResult(observation, reward, done)
@@ -160,19 +162,19 @@ class EnvHost:
         self._kill()
         self.restarts += 1
         self._start()
-        pending = list(self._episodes.items())
-        while pending:
-            episode, record = pending.pop(0)
+        for episode, record in list(self._episodes.items()):
             replay = [("reset", episode, *record.reset_args)] + [("step", episode, action) for action in record.actions]
             for message in replay:
                 status, _ = self._roundtrip(message)
                 if status == "ok":
                     continue
-                self._episodes.pop(episode, None)
-                if status != "error":  # hung or dead: replies would come out of step
-                    for lost, _ in pending:
-                        self._episodes.pop(lost, None)
-                    pending = []
-                    self._kill()
-                    self._start()
-                break
+                del self._episodes[episode]
+                if status == "error":  # this episode only: drop what the new process holds of it
+                    if self._roundtrip(("close", episode))[0] == "ok":
+                        break
+                # Hung or dead: replies would come out of step. Every episode is given up, the
+                # ones already replayed too (they lived in the process now killed).
+                self._episodes.clear()
+                self._kill()
+                self._start()
+                return

@@ -190,7 +190,7 @@ class SlowReplay:
     def __init__(self, marker):
         self.marker = marker
     def reset(self, prompt, ground_truth, extra):
-        while os.path.exists(self.marker):
+        while os.path.exists(self.marker) and prompt != "quick":
             time.sleep(0.05)
     def step(self, action):
         if action == "hang":
@@ -204,16 +204,65 @@ def test_a_replay_that_hangs_gives_up_the_episodes_and_the_host_keeps_serving(tm
     path.write_text(SLOW_REPLAY)
     host = EnvHost(f"{path}:SlowReplay", {"marker": str(marker)}, timeout_s=1.0, startup_s=2.0)
     try:
+        replayed, _ = host.reset("quick", None, {})  # replays fine, into a process then killed
         healthy, _ = host.reset("p", None, {})
         doomed, _ = host.reset("p", None, {})
-        marker.write_text("")  # from now on every reset hangs: the replay of `healthy` will
+        marker.write_text("")  # from now on resets hang: the replay of `healthy` will
         with pytest.raises(EnvironmentFailure, match="no answer"):
             host.step(doomed, "hang")
         marker.unlink()
-        with pytest.raises(EnvironmentFailure):  # given up, not answered out of step
-            host.step(healthy, "fine")
+        for episode in (replayed, healthy):
+            with pytest.raises(EnvironmentFailure, match="lost"):  # given up, not answered out of step
+                host.step(episode, "fine")
         fresh, _ = host.reset("p", None, {})
         assert host.step(fresh, "fine") == StepResult("ok", 0.0, False)
+    finally:
+        host.close()
+
+
+UNREPEATABLE = '''
+import os
+from rlkit.environment import StepResult
+
+class Unrepeatable:
+    """Steps fail on replay once the marker file exists (an environment reading the clock, say)."""
+    stop = ()
+    def __init__(self, marker):
+        self.marker = marker
+    def reset(self, prompt, ground_truth, extra):
+        self.prompt = prompt
+    def step(self, action):
+        if action == "die":
+            os._exit(3)
+        if os.path.exists(self.marker) and self.prompt == "unrepeatable":
+            raise RuntimeError("different the second time")
+        return StepResult(observation=f"{self.prompt}:{action}")
+'''
+
+
+def test_an_episode_whose_replay_fails_is_given_up_cleanly(tmp_path: Path) -> None:
+    """Its next step is an EnvironmentFailure (never a crash of the worker), the other episodes
+    carry on, and a second process death gives up the ones already replayed too."""
+    path, marker = tmp_path / "unrepeatable.py", tmp_path / "marker"
+    path.write_text(UNREPEATABLE)
+    host = EnvHost(f"{path}:Unrepeatable", {"marker": str(marker)}, timeout_s=2.0, startup_s=10.0)
+    try:
+        steady, _ = host.reset("steady", None, {})
+        flaky, _ = host.reset("unrepeatable", None, {})
+        doomed, _ = host.reset("doomed", None, {})
+        for episode in (steady, flaky):
+            host.step(episode, "a")
+        marker.write_text("")
+        with pytest.raises(EnvironmentFailure, match="died"):
+            host.step(doomed, "die")  # the process dies: steady replays, flaky's replay raises
+        with pytest.raises(EnvironmentFailure, match="lost"):
+            host.step(flaky, "b")
+        assert host.step(steady, "b") == StepResult("steady:b", 0.0, False)
+        with pytest.raises(EnvironmentFailure, match="died"):
+            host.step(steady, "die")  # the only live episode dies with the process
+        again, _ = host.reset("again", None, {})
+        assert host.step(again, "c") == StepResult("again:c", 0.0, False)
+        assert host.restarts == 2
     finally:
         host.close()
 
