@@ -189,12 +189,15 @@ class Trainer:
         chosen = rise.downsample(list(groups.values()), config.rise.critique_batch_size, self.rise_rng)
         prompts = [rise.verification_prompt(item, self.tokenizer, config.rise, f"rise{step}-{index}")
                    for index, item in enumerate(chosen)]
-        requests = [RolloutRequest(p.uid, p, config.rollout.n, step - 1, partition="rise") for p in prompts]
+        requests = [RolloutRequest(p.uid, p, config.rollout.n, step - 1, partition="rise") for p in prompts if p is not None]
+        metrics = {"rise/too_long": float(len(prompts) - len(requests))}
+        if not requests:  # nothing gradable this step (every reward failed) or nothing fits
+            return batch, {**rise.verification_metrics(scored), **metrics}
         ray.get(stages.store.put.remote([{"partition": "rise", "fields": {"request": r}} for r in requests]))
         verifications = stages.take_scored("rise", len(requests), config.rollout.batch_timeout_s)
         values = ray.get([ref for pair in verifications for ref in pair])
         verified = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
-        return batch + verifications, rise.verification_metrics(scored + verified)
+        return batch + verifications, {**rise.verification_metrics(scored + verified), **metrics}
 
     def run(self) -> dict[str, Any]:
         config = self.config

@@ -90,8 +90,10 @@ def downsample(groups: Sequence[Sequence[ScoredSample]], size: int, rng: random.
     return chosen
 
 
-def verification_prompt(item: ScoredSample, tokenizer: Any, config: RiseConfig, uid: str) -> Prompt:
-    """The critique prompt for one scored solution; its ground truth is the verifier's score."""
+def verification_prompt(item: ScoredSample, tokenizer: Any, config: RiseConfig, uid: str) -> Prompt | None:
+    """The critique prompt for one scored solution; its ground truth is the verifier's score.
+    The solution is cut from the right to fit `max_prompt_tokens`; None when even the question
+    and the template alone do not fit (that solution is not verified)."""
     if not gradable(item):
         raise ValueError(f"solution {item.sample.group_uid}/{item.sample.index_in_group} has no verdict to verify")
     score = item.reward.score
@@ -103,6 +105,8 @@ def verification_prompt(item: ScoredSample, tokenizer: Any, config: RiseConfig, 
         response_ids = tokenizer.encode(response, add_special_tokens=False)
         response = tokenizer.decode(response_ids[: max(0, len(response_ids) - overflow - 1)])
         text, ids = _render(tokenizer, config, question, response)
+    if len(ids) > config.max_prompt_tokens:
+        return None
     return Prompt(
         uid=uid,
         text=text,

@@ -3,6 +3,7 @@ of trajectory (ALGORITHMS.md §9)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -41,6 +42,14 @@ def test_a_long_solution_is_cut_to_fit_the_prompt_limit() -> None:
     config = rise.RiseConfig(enable=True, max_prompt_tokens=700)
     prompt = rise.verification_prompt(scored("g0", 0, 1.0, "x" * 5000), TOKENIZER, config, "u")
     assert len(prompt.prompt_ids) <= 700 and "Rating rules" in prompt.text
+
+
+def test_a_critique_that_cannot_fit_even_without_the_solution_is_skipped() -> None:
+    config = rise.RiseConfig(enable=True, max_prompt_tokens=700)
+    item = scored("g0", 0, 1.0, "x" * 5000)
+    long_question = dataclasses.replace(item.sample.prompt, user_text="What is 2+2? " * 400)  # alone too long
+    item = ScoredSample(dataclasses.replace(item.sample, prompt=long_question), item.reward)
+    assert rise.verification_prompt(item, TOKENIZER, config, "u") is None
 
 
 def test_scores_outside_the_rise_scale_are_refused() -> None:
