@@ -103,7 +103,7 @@ class RewardConfig:
     fns: list[WeightedRewardFn] = field(default_factory=list)
     """Several reward functions instead of `fn`: [{label: correct, weight: 1.0, module: ...}, {label: fmt, weight: 0.1, path: ...}]; score = Σ weight·score."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Settings the reward function reads from `extra`, for every sample (a dataset column of the same name wins), e.g. {gra_threshold: 0.5}."""
+    """Settings the reward function reads from `extra`, for every sample (a dataset column of the same name wins where it is not null), e.g. {gra_threshold: 0.5}."""
     timeout_s: float = 10.0
     """Per-sample time limit; a function still running is killed and the sample marked `timeout`."""
     processes_per_worker: int = 1

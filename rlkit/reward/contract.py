@@ -71,14 +71,16 @@ class RewardRequest:
     @classmethod
     def from_sample(cls, sample: Sample, defaults: Mapping[str, Any] | None = None) -> RewardRequest:
         """The request for a rollout sample; `defaults` (the recipe's reward.extra) fill `extra`
-        keys the dataset row does not set."""
-        prompt = sample.prompt
+        keys the dataset row does not set. A null column counts as not set: a table gives every
+        row every column, null where the row had none."""
+        prompt, defaults = sample.prompt, dict(defaults or {})
+        row = {key: value for key, value in prompt.extra.items() if not (value is None and key in defaults)}
         return cls(
             prompt=prompt.text,
             response=sample.response_text,
             ground_truth=prompt.ground_truth,
             data_source=prompt.data_source,
-            extra={**dict(defaults or {}), **dict(prompt.extra)},
+            extra={**defaults, **row},
             step_rewards=tuple(sample.step_rewards),
         )
 

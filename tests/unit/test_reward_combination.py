@@ -91,7 +91,8 @@ def test_recipe_names_several_functions_and_checks_each(rewards_file: Path) -> N
 def test_recipe_reward_extra_fills_what_the_dataset_row_does_not_set() -> None:
     from rlkit.types import FinishReason, Prompt, Sample
 
-    prompt = Prompt("u", "t", [1], "4", extra={"gra_gated": False})
+    prompt = Prompt("u", "t", [1], "4", extra={"gra_gated": False, "gra_threshold": None, "hint": None})
     sample = Sample("g", 0, 1, prompt, [1], [1], [0.0], 0, FinishReason.STOP, "x")
     request = RewardRequest.from_sample(sample, {"gra_threshold": 0.5, "gra_gated": True})
-    assert request.extra == {"gra_threshold": 0.5, "gra_gated": False}  # the row wins
+    # The row wins; a null column (a table's row that had no such key) does not.
+    assert request.extra == {"gra_threshold": 0.5, "gra_gated": False, "hint": None}
