@@ -17,6 +17,8 @@ from rlkit.rollout.engine import GenerationEngine, SamplingOptions
 from rlkit.rollout.env_host import EnvHost, EnvironmentFailure
 from rlkit.types import FinishReason, Generation, RolloutRequest
 
+MAX_CHARS_PER_TOKEN = 64  # an observation longer than this × the tokens left cannot fit
+
 
 @dataclass
 class Episode:
@@ -48,11 +50,23 @@ def cut_at_stop(generation: Generation, stop: tuple[str, ...], decode: Any) -> G
     what came before it."""
     if not stop or not any(s in generation.text for s in stop):
         return generation
-    for end in range(1, len(generation.response_ids) + 1):
+
+    def stops(end: int) -> bool:
         text = decode(generation.response_ids[:end])
-        if any(s in text for s in stop):
-            return Generation(generation.response_ids[:end], generation.logprobs[:end], FinishReason.STOP, text)
-    return generation
+        return any(s in text for s in stop)
+
+    # Binary search: a prefix's text grows with the prefix, so "holds a stop string" flips once.
+    low, high = 1, len(generation.response_ids)
+    while low < high:
+        middle = (low + high) // 2
+        if stops(middle):
+            high = middle
+        else:
+            low = middle + 1
+    if not stops(low):
+        return generation
+    return Generation(generation.response_ids[:low], generation.logprobs[:low], FinishReason.STOP,
+                      decode(generation.response_ids[:low]))
 
 
 def run_episodes(
@@ -101,11 +115,15 @@ def run_episodes(
             episode.step_rewards.append(result.reward)
             if result.done or generation.finish == FinishReason.STOP and not _ended_by_stop_string(generation, episode.stop):
                 episode.done = True  # the environment ended it, or the model did (end-of-sequence)
+                episode.finish = generation.finish  # LENGTH: its last turn was cut at max_turn_tokens
                 continue
             if last_turn:  # no turn left to use an observation: the reward never sees tool output last
                 continue
-            observation = tokenizer.encode(result.observation, add_special_tokens=False) if result.observation else []
             room = options.max_episode_tokens - len(episode.response_ids)
+            if len(result.observation) > room * MAX_CHARS_PER_TOKEN:  # cannot fit: spare tokenizing it
+                episode.done, episode.finish = True, FinishReason.LENGTH
+                continue
+            observation = tokenizer.encode(result.observation, add_special_tokens=False) if result.observation else []
             if len(observation) >= room:
                 episode.done, episode.finish = True, FinishReason.LENGTH
                 continue

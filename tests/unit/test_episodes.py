@@ -86,6 +86,53 @@ def test_turn_and_token_limits_end_episodes(calculator_host: EnvHost) -> None:
     assert len(episode.response_ids) <= 40 and episode.finish == FinishReason.LENGTH
 
 
+def test_a_last_turn_cut_at_the_turn_budget_ends_as_length(calculator_host: EnvHost) -> None:
+    """The environment ends the episode on a turn the budget cut: it counts as truncated."""
+    engine = ScriptedEngine(["The answer is " + "very " * 40])  # no call: the calculator says done
+    options = EnvOptions(name="calculator", max_turns=4, max_turn_tokens=16, max_episode_tokens=256)
+    (episode,) = run_episodes(engine, calculator_host, [request()], SamplingOptions(), options, max_model_len=1024)
+    assert len(episode.response_ids) == 16 and episode.finish == FinishReason.LENGTH
+    engine = ScriptedEngine(["84<eos>"])
+    (episode,) = run_episodes(engine, calculator_host, [request()], SamplingOptions(), options, max_model_len=1024)
+    assert episode.finish == FinishReason.STOP
+
+
+def test_an_observation_too_long_for_the_episode_ends_it_untokenized(tmp_path: Path) -> None:
+    path = tmp_path / "verbose.py"
+    path.write_text(VERBOSE)
+    host = EnvHost(f"{path}:Verbose", {}, timeout_s=5.0)
+    try:
+        options = EnvOptions(name=f"{path}:Verbose", max_turns=3, max_turn_tokens=16, max_episode_tokens=64)
+        engine = ScriptedEngine(["search"])
+        (episode,) = run_episodes(engine, host, [request()], SamplingOptions(), options, max_model_len=1024)
+    finally:
+        host.close()
+    assert episode.finish == FinishReason.LENGTH and episode.mask == [1] * len(episode.response_ids)
+
+
+VERBOSE = '''
+from rlkit.environment import StepResult
+
+class Verbose:
+    stop = ()
+    def __init__(self):
+        pass
+    def reset(self, prompt, ground_truth, extra):
+        pass
+    def step(self, action):
+        return StepResult(observation="x" * 10_000_000)  # 10 MB of tool output
+'''
+
+
+def test_stop_cut_finds_the_first_stop_in_a_long_turn() -> None:
+    text = "word " * 300 + "<calc>1</calc>" + " more" * 300 + "</calc>"
+    tokens = TOKENIZER.encode(text, add_special_tokens=False)
+    generation = Generation(tokens, [0.0] * len(tokens), FinishReason.LENGTH, text)
+    cut = cut_at_stop(generation, ("</calc>",), lambda ids: TOKENIZER.decode(ids))
+    assert cut.text.endswith("<calc>1</calc>") and cut.text.count("</calc>") == 1
+    assert "</calc>" not in TOKENIZER.decode(cut.response_ids[:-1])  # the shortest such prefix
+
+
 def test_stop_cut_keeps_the_shortest_prefix() -> None:
     tokens = TOKENIZER.encode("a <calc>2</calc> tail", add_special_tokens=False)
     generation = Generation(tokens, [float(i) for i in range(len(tokens))], FinishReason.LENGTH, "a <calc>2</calc> tail")
