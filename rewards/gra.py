@@ -103,7 +103,10 @@ def gate_settings(extra: Mapping[str, Any] | None, gated: bool = DEFAULT_GATED) 
     extra = extra or {}
     threshold = DEFAULT_THRESHOLD
     if extra.get(THRESHOLD_KEY) is not None:
-        threshold = float(extra[THRESHOLD_KEY])  # strings like "-inf" are fine
+        try:
+            threshold = float(extra[THRESHOLD_KEY])  # strings like "-inf" are fine
+        except (TypeError, ValueError):
+            raise ValueError(f"{THRESHOLD_KEY}={extra[THRESHOLD_KEY]!r}: expected a number (δ)") from None
         if math.isnan(threshold):
             raise ValueError(f"{THRESHOLD_KEY} is NaN, which would close the gate for good; use inf for that")
     value = extra.get(GATED_KEY)

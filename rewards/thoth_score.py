@@ -143,6 +143,8 @@ def parse_key_line(line: str) -> KeyStep:
         payload = json.loads(match[2])
     except json.JSONDecodeError as error:
         raise FormatError(f"invalid JSON ({error.msg})") from None
+    except RecursionError:  # e.g. `Step 1: [[[[…` thousands deep
+        raise FormatError("JSON nested too deeply") from None
     return step_from_json(payload)
 
 

@@ -210,6 +210,8 @@ def test_extra_overrides_threshold_and_switch() -> None:
         gate_settings({"gra_gated": "maybe"})
     with pytest.raises(ValueError, match="NaN"):
         gate_settings({"gra_threshold": float("nan")})
+    with pytest.raises(ValueError, match="gra_threshold='high': expected a number"):
+        gate_settings({"gra_threshold": "high"})
 
 
 def test_no_ground_truth_is_not_applicable() -> None:

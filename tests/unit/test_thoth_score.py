@@ -145,6 +145,7 @@ MALFORMED = {
     "key line without Step prefix": GOOD.replace("Step 2: ", "2) ", 1),
     "objects not a list": GOOD.replace('["agarose"]', '"agarose"'),
     "empty action": GOOD.replace('"action": "pour"', '"action": " "'),
+    "JSON nested 100k deep": GOOD.replace('Step 2: {', "Step 2: " + "[" * 100_000 + "{", 1),
 }
 
 
