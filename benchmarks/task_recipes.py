@@ -99,6 +99,8 @@ def main() -> None:
     for result in results:
         before, after = result["eval_before"].get("eval/accuracy"), result["eval_after"].get("eval/accuracy")
         print(f"\n{result['recipe']}: {result['steps']} steps; held-out reward {_fmt(before)} → {_fmt(after)}")
+        for key in sorted(k for k in result["eval_before"] if k.endswith("/mean")):
+            print(f"  {key}: {_fmt(result['eval_before'][key])} → {_fmt(result['eval_after'].get(key))}")
         print_table(
             f"{'metric':<34} {'first third':>12} {'last third':>12}",
             [f"{key:<34} {_fmt(value):>12} {_fmt(result['last_third'][key]):>12}"
