@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import ray
 
 from rlkit import rise
+from rlkit.algorithms.options import resolve_rollout_correction
 from rlkit.config import TrainConfig, to_yaml
 from rlkit.data import epochs, load_prompts
 from rlkit.evaluation import accuracy_metrics
@@ -78,6 +79,7 @@ class Stages:
         if algorithm.loss_scale_factor is None:  # Dr.GRPO's constant: the response budget
             budget = config.rollout.env.max_episode_tokens if config.rollout.env.name else config.rollout.sampling.max_new_tokens
             algorithm = dataclasses.replace(algorithm, loss_scale_factor=float(budget))
+        algorithm = resolve_rollout_correction(algorithm, config.sync.max_staleness)
         learners = LearnerGroup(model_path, config.learner, algorithm, config.rollout.sampling.temperature, env=env)
         ray.get([actor.ready.remote() for actor in rollout + reward])
         dtype = config.rollout.engine_options.dtype if config.sync.dtype == "auto" else config.sync.dtype
@@ -240,6 +242,9 @@ class Trainer:
             metrics.update(counters)
             if counters.get("timing/rollout_generate_s"):
                 metrics["throughput/generate_tokens_per_s"] = counters["rollout/generated_tokens"] / counters["timing/rollout_generate_s"]
+            if "rollout/policy_version_min" in metrics:  # versions behind the weights it trains (step − 1)
+                metrics["rollout/staleness/max"] = step - 1 - metrics["rollout/policy_version_min"]
+                metrics["rollout/staleness/mean"] = step - 1 - metrics["rollout/policy_version_mean"]
             metrics.update({
                 "policy_version": step,
                 "timing/step_s": step_s, "timing/wait_batch_s": wait_s, "timing/sync_s": sync_s,

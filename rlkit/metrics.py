@@ -34,6 +34,7 @@ def batch_metrics(batch: list[ScoredSample]) -> dict[str, float]:
         "response_length/max": float(max(lengths)),
         "response_length/truncated_frac": sum(i.sample.finish == FinishReason.LENGTH for i in batch) / len(batch),
         "rollout/policy_version_min": float(min(versions)),
+        "rollout/policy_version_mean": statistics.fmean(versions),
         "rollout/samples": float(len(batch)),
     }
     if scores:

@@ -8,6 +8,7 @@ method is active. Losses and regularisers live in `rlkit/algorithms/methods/`, o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,6 +34,7 @@ class PolicyLossInputs:
     step_ids: torch.Tensor | None = None  # long, step index within the response, −1 masked (LLDS)
     answer_mask: torch.Tensor | None = None  # 0 = non-answer token (LLDS mask_answer)
     generator: torch.Generator | None = None  # randomness of the loss (Clip-Cov's token choice)
+    rollout_log_prob: torch.Tensor | None = None  # the engine's, as sampled (rollout correction)
 
     @property
     def valid(self) -> torch.Tensor:
@@ -70,6 +72,25 @@ def masked_mean(values: torch.Tensor, valid: torch.Tensor, epsilon: float = 0.0)
     return total / count if count > 0 else total * 0.0
 
 
+def truncated_is_weight(inputs: PolicyLossInputs, cap: float) -> LossTerms:
+    """min(π_old/π_rollout, cap) per valid token (1 elsewhere), constant, with its statistics.
+
+    It makes the loss of samples drawn by an older rollout policy (async training, or an engine
+    whose numerics differ from the learner's) an estimate for the policy the ratio is taken
+    against; truncation bounds its variance (Yao et al. 2025, "truncated importance sampling")."""
+    if inputs.rollout_log_prob is None:
+        raise ValueError("rollout_correction=tis needs the rollout log-probs (PolicyLossInputs.rollout_log_prob)")
+    valid = inputs.valid
+    difference = torch.where(valid, inputs.old_log_prob - inputs.rollout_log_prob, torch.zeros_like(inputs.old_log_prob))
+    raw = torch.exp(difference.clamp(max=math.log(cap) + 1.0)).detach()  # past the cap it is cut anyway
+    weight = raw.clamp(max=cap)
+    return LossTerms(
+        per_token=weight,
+        diagnostics={"mean": weight, "clipfrac": (raw > cap).to(weight.dtype)},
+        stats={"weight_min": masked_extreme(weight, valid, torch.min), "weight_max": masked_extreme(weight, valid, torch.max)},
+    )
+
+
 def masked_extreme(values: torch.Tensor, valid: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor]) -> float:
     """min or max of `values` over valid positions; NaN when there are none (merged as unknown)."""
     chosen = values[valid]
@@ -88,10 +109,16 @@ def actor_loss(
     loss = POLICY_LOSSES.get(config.loss)
     terms = loss.fn(inputs, loss.build_options(config.loss_options))
     mask, mode = inputs.response_mask, config.loss_agg_mode
+    correction = None
+    if config.rollout_correction == "tis":  # off-policy correction of whichever loss is active
+        correction = truncated_is_weight(inputs, config.rollout_is_cap)
+        terms.per_token = terms.per_token * correction.per_token
     pg_loss = aggregate(terms.per_token, mask, mode, denominators)
     total = pg_loss
     metrics = {"pg_loss": float(pg_loss.detach())}
     metrics.update(_term_metrics(terms, mask, denominators, prefix=""))
+    if correction is not None:
+        metrics.update(_term_metrics(correction, mask, denominators, prefix="rollout_is/"))
     if inputs.entropy is not None:
         entropy = aggregate(inputs.entropy, mask, mode, denominators)
         metrics["entropy"] = float(aggregate(inputs.entropy.detach(), mask, "token-mean", denominators))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,3 +33,17 @@ class AlgorithmOptions:
     """Add-on loss terms by name with their options, e.g. {llds: {no_reduce_lambda: 0.2}}; each is a token-mean added to the loss."""
     seed: int = 0
     """Seed of the loss's own randomness (Clip-Cov's token choice), combined with the step and rank."""
+    rollout_correction: str = "auto"
+    """Importance weight against the rollout policy: tis (truncated: each token's loss × min(π_old/π_rollout, rollout_is_cap), constant) | none | auto (the trainer picks tis when sync.max_staleness ≥ 1, else none; outside a trainer auto is none)."""
+    rollout_is_cap: float = 2.0
+    """Upper bound C of the truncated importance weight (Yao et al. 2025 use 2)."""
+
+
+ROLLOUT_CORRECTIONS = ("auto", "none", "tis")
+
+
+def resolve_rollout_correction(options: AlgorithmOptions, max_staleness: int) -> AlgorithmOptions:
+    """`auto` made concrete: correct stale samples (k ≥ 1), leave on-policy training as it is."""
+    if options.rollout_correction != "auto":
+        return options
+    return dataclasses.replace(options, rollout_correction="tis" if max_staleness >= 1 else "none")

@@ -13,6 +13,7 @@ from typing import Any
 
 from rlkit.algorithms import ADVANTAGES, AGG_MODES, KL_ESTIMATORS, NEEDS, POLICY_LOSSES, REGULARIZERS
 from rlkit.algorithms.needs import needers, required_inputs
+from rlkit.algorithms.options import ROLLOUT_CORRECTIONS
 from rlkit.config.schema import TrainConfig
 from rlkit.models import check_model_available
 from rlkit.registry import Registry, did_you_mean
@@ -115,6 +116,13 @@ def _check_names(config: TrainConfig) -> list[str]:
         problems += _options(REGULARIZERS, name, f"algorithm.regularizers.{name}", values)
     if algorithm.kl_coef < 0 or algorithm.entropy_coeff < 0:
         problems.append("algorithm.kl_coef and algorithm.entropy_coeff must be ≥ 0 (0 turns the term off)")
+    if algorithm.rollout_correction not in ROLLOUT_CORRECTIONS:
+        problems.append(
+            f"algorithm.rollout_correction: unknown {algorithm.rollout_correction!r}"
+            f"{did_you_mean(algorithm.rollout_correction, list(ROLLOUT_CORRECTIONS))}; valid: {', '.join(ROLLOUT_CORRECTIONS)}"
+        )
+    if not algorithm.rollout_is_cap >= 1.0:
+        problems.append(f"algorithm.rollout_is_cap={algorithm.rollout_is_cap}: must be ≥ 1 (weights are truncated at it)")
     if algorithm.loss_scale_factor is not None and not algorithm.loss_scale_factor > 0:
         problems.append(
             f"algorithm.loss_scale_factor={algorithm.loss_scale_factor}: must be > 0 (null = the response budget)"

@@ -399,6 +399,7 @@ class LearnerWorker:
                     old_entropy=old_entropies,
                     step_ids=part.step_ids,
                     generator=self._loss_generator(),
+                    rollout_log_prob=part.rollout_logprobs,
                 ),
                 self.algorithm,
                 denominators,
@@ -544,14 +545,6 @@ class LearnerWorker:
         if self.device.type == "cpu":
             return batch
         return TrainBatch(**{name: getattr(batch, name).to(self.device) for name in batch.__dataclass_fields__})
-
-
-
-
-
-
-
-
 
 
 def _token_statistics(part: TrainBatch, entropies: Tensor, old_logprobs: Tensor) -> Tensor:
