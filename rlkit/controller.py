@@ -238,8 +238,9 @@ class Trainer:
             sync_s = stages.sync.publish(step, wait=k == 0)
             feeder.admit_until(step + k)
             step_s = time.perf_counter() - step_started
-            counters = ray.get(stages.store.drain_counters.remote())
+            counters, store_metrics = ray.get([stages.store.drain_counters.remote(), stages.store.drain_metrics.remote()])
             metrics.update(counters)
+            metrics.update(store_metrics)
             if counters.get("timing/rollout_generate_s"):
                 metrics["throughput/generate_tokens_per_s"] = counters["rollout/generated_tokens"] / counters["timing/rollout_generate_s"]
             if "rollout/policy_version_min" in metrics:  # versions behind the weights it trains (step − 1)

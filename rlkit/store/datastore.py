@@ -11,6 +11,7 @@ up between requests.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -148,6 +149,20 @@ class DataStore:
     async def stats(self) -> dict[str, int]:
         return self._index.stats()
 
+    async def drain_metrics(self) -> dict[str, float]:
+        """The store's own metrics since the last call: entries held per field (queue depth),
+        how long taken entries had waited per consumer task (ms), and the actor's memory."""
+        stats = self._index.stats()
+        metrics = {f"store/depth/{key.removeprefix('field/')}": float(value)
+                   for key, value in stats.items() if key.startswith("field/")}
+        metrics["store/entries"] = float(stats["entries"])
+        for task, waits in self._index.drain_waits().items():
+            ordered = sorted(waits)
+            for name, q in (("p50", 0.5), ("p95", 0.95)):
+                metrics[f"store/wait_ms/{task}/{name}"] = 1000.0 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        metrics["store/rss_mb"] = _rss_mb()
+        return metrics
+
     async def close(self) -> None:
         """Wake every waiting consumer with None so workers stop cleanly."""
         self._closed = True
@@ -156,3 +171,11 @@ class DataStore:
     async def is_closed(self) -> bool:
         return self._closed
 
+
+def _rss_mb() -> float:
+    """Resident memory of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0

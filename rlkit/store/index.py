@@ -8,8 +8,10 @@ entries at or above a policy version, and optionally clears what it took.
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -23,22 +25,26 @@ class Entry:
     partition: str = "train"  # "train", "eval", ...: consumers read one partition at a time
     fields: dict[str, Any] = field(default_factory=dict)  # field name -> handle
     consumed_by: set[str] = field(default_factory=set)
+    ready_at: dict[str, float] = field(default_factory=dict)  # field name -> when it was written (clock)
 
 
 class StoreIndex:
     """Which entries exist, which fields each has, which task took which."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[int, Entry] = {}
         self._groups: dict[str, list[int]] = {}
         self._next_id = 0
         self.cleared = 0
+        self._clock = clock
+        self._waits: dict[str, list[float]] = defaultdict(list)  # task -> seconds from ready to taken
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, group: str | None, group_size: int, version: int, fields: dict[str, Any], partition: str = "train") -> int:
-        entry = Entry(self._next_id, group, group_size, version, partition, dict(fields))
+        now = self._clock()
+        entry = Entry(self._next_id, group, group_size, version, partition, dict(fields), ready_at=dict.fromkeys(fields, now))
         self._next_id += 1
         self._entries[entry.entry_id] = entry
         if group is not None:
@@ -51,6 +57,7 @@ class StoreIndex:
         if entry is None:
             return False
         entry.fields[name] = handle
+        entry.ready_at[name] = self._clock()
         return True
 
     def _ready(self, entry: Entry, task: str, fields: tuple[str, ...], min_version: int | None, partition: str | None) -> bool:
@@ -93,7 +100,9 @@ class StoreIndex:
                 if self._ready(entry, task, fields, min_version, partition):
                     picked.append(entry)
         result = []
+        now = self._clock()
         for entry in picked:
+            self._waits[task].append(now - max(entry.ready_at[name] for name in fields) if fields else 0.0)
             entry.consumed_by.add(task)
             result.append((entry.entry_id, {name: entry.fields[name] for name in fields}))
             if clear:
@@ -120,6 +129,12 @@ class StoreIndex:
             members.remove(entry.entry_id)
             if not members:
                 del self._groups[entry.group]
+
+    def drain_waits(self) -> dict[str, list[float]]:
+        """Per consumer task, how long each entry it took had been ready (its last requested
+        field written → taken), since the last call."""
+        waits, self._waits = dict(self._waits), defaultdict(list)
+        return waits
 
     def stats(self) -> dict[str, int]:
         """Counts for metrics and for error messages when a consumer waits too long."""

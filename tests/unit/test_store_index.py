@@ -69,3 +69,19 @@ def test_partitions_keep_eval_out_of_training() -> None:
     assert [i for i, _ in index.take("train", ("sample",), 5, partition="train")] == [train]
     assert [i for i, _ in index.take("eval", ("sample",), 5, partition="eval")] == [evaluation]
     assert len(index.take("reward", ("sample",), 5, partition=None)) == 2
+
+
+def test_waits_run_from_the_last_requested_field_to_the_take() -> None:
+    now = [100.0]
+    index = StoreIndex(clock=lambda: now[0])
+    first = index.add("g", 1, 0, {"sample": "s0"})
+    now[0] = 101.0
+    index.set_field(first, "reward", "r0")
+    now[0] = 101.25
+    assert index.take("learner", ("sample", "reward"), 1) != []
+    now[0] = 103.0
+    index.add(None, 1, 0, {"sample": "s1"})
+    assert len(index.take("reward", ("sample",), 5)) == 2  # waited 3.0 s and 0 s
+    waits = index.drain_waits()
+    assert waits == {"learner": [0.25], "reward": [3.0, 0.0]}
+    assert index.drain_waits() == {}  # drained
