@@ -67,12 +67,14 @@ class Stages:
         reward_cls = ray.remote(num_cpus=config.reward.cpus_per_worker)(RewardWorker)
         rollout = [
             rollout_cls.remote(f"rollout-{i}", store, model_path, config.rollout.engine, config.rollout.engine_options,
-                               config.rollout.sampling, config.rollout.prompts_per_request, env, config.rollout.env)
+                               config.rollout.sampling, config.rollout.prompts_per_request, env, config.rollout.env,
+                               list(config.rollout.cpu_cores))
             for i in range(config.rollout.num_workers)
         ]
         reward = [
             reward_cls.remote(f"reward-{i}", store, labeled_functions(config.reward.fn, config.reward.fns), config.reward.timeout_s,
-                              config.reward.processes_per_worker, env=env, extra=dict(config.reward.extra))
+                              config.reward.processes_per_worker, env=env, extra=dict(config.reward.extra),
+                              cpu_cores=list(config.reward.cpu_cores))
             for i in range(config.reward.num_workers)
         ]
         algorithm = config.algorithm

@@ -27,6 +27,23 @@ ACTOR_ENV_DEFAULTS = {
 }
 
 
+def pin_cpus(cores: list[int], stage: str) -> None:
+    """Run this process (and the processes it starts) on `cores` only; [] leaves it to the OS.
+
+    Giving rollout and learner cores of their own keeps an asynchronous run's stages from
+    slowing each other down (each also runs as many torch threads as it has cores)."""
+    if not cores:
+        return
+    available = sorted(os.sched_getaffinity(0))
+    missing = sorted(set(cores) - set(available))
+    if missing:
+        raise ValueError(
+            f"{stage}.cpu_cores={list(cores)}: core(s) {missing} are not available to this process "
+            f"(available: {available}); pick from those, or [] to let the OS schedule"
+        )
+    os.sched_setaffinity(0, set(cores))
+
+
 def cuda_available() -> bool:
     import torch
 

@@ -92,6 +92,8 @@ class RolloutConfig:
     """Longest the learner waits for one batch of scored groups before the run fails with the store's state."""
     gpus_per_worker: float = 0.0
     """Ray GPUs per rollout worker (set 1 on GPU clusters)."""
+    cpu_cores: list[int] = field(default_factory=list)
+    """CPU cores the rollout workers run on (os.sched_setaffinity), e.g. [0]; [] = the OS schedules them. Give rollout and learner separate cores for async runs on one machine."""
 
 
 @dataclass
@@ -112,6 +114,8 @@ class RewardConfig:
     """RewardWorker actors."""
     cpus_per_worker: float = 0.5
     """Ray CPUs reserved per reward worker."""
+    cpu_cores: list[int] = field(default_factory=list)
+    """CPU cores the reward workers and their scoring processes run on; [] = the OS schedules them."""
 
 
 @dataclass

@@ -39,6 +39,8 @@ class LearnerOptions:
     """Recompute transformer activations in backward: less memory, ~30% more compute."""
     num_threads: int = 1
     """torch threads per rank on CPU. In sync mode the rollout is idle while the learner trains, so one rank may use every core."""
+    cpu_cores: list[int] = field(default_factory=list)
+    """CPU cores the learner ranks run on (os.sched_setaffinity), e.g. [1]; [] = the OS schedules them."""
     backend: str = "auto"
     """torch.distributed backend: auto (nccl with CUDA, else gloo) | gloo | nccl."""
     seed: int = 0

@@ -32,6 +32,7 @@ from rlkit.learner.metrics_merge import merge_rank_metrics
 from rlkit.learner.logprobs import batch_logprobs
 from rlkit.learner.options import LearnerOptions
 from rlkit.models import cache_root
+from rlkit.runtime import pin_cpus
 from rlkit.types import ScoredSample, TrainBatch
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -233,6 +234,7 @@ class LearnerWorker:
             if self.master_addr in LOOPBACK:
                 os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
             torch.set_num_threads(self.options.num_threads)
+        pin_cpus(list(self.options.cpu_cores), "learner")
 
     def _load_model(self) -> nn.Module:
         from transformers import AutoModelForCausalLM

@@ -16,6 +16,7 @@ import ray
 from rlkit.reward.contract import RewardRequest
 from rlkit.reward.isolation import ScoringPool
 from rlkit.reward.loader import LabeledFn, RewardFnSpec
+from rlkit.runtime import pin_cpus
 from rlkit.types import Reward, RewardStatus, Sample
 
 POLL_S = 5.0
@@ -27,8 +28,10 @@ class RewardWorker:
     def __init__(
         self, name: str, store: Any, spec: RewardFnSpec | Sequence[LabeledFn], timeout_s: float, processes: int,
         batch_size: int = 64, env: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
+        cpu_cores: list[int] | None = None,
     ) -> None:
         os.environ.update(env or {})
+        pin_cpus(list(cpu_cores or []), "reward")  # before the scoring processes start: they inherit it
         self.name = name
         self.store = store
         self.batch_size = batch_size

@@ -18,6 +18,7 @@ from rlkit.environment import EnvOptions
 from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
 from rlkit.rollout.env_host import EnvHost
 from rlkit.rollout.episodes import run_episodes
+from rlkit.runtime import pin_cpus
 from rlkit.types import FinishReason, Generation, RolloutRequest, Sample
 
 POLL_S = 5.0  # longest an idle worker waits before re-checking (it is woken earlier by news)
@@ -37,8 +38,10 @@ class RolloutWorker:
         prompts_per_request: int,
         env: dict[str, str] | None = None,
         environment: EnvOptions | None = None,
+        cpu_cores: list[int] | None = None,
     ) -> None:
         os.environ.update(env or {})
+        pin_cpus(list(cpu_cores or []), "rollout")
         self.name = name
         self.store = store
         self.sampling = sampling

@@ -1,0 +1,33 @@
+"""Process placement helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rlkit.runtime import pin_cpus
+
+
+def test_pinning_restricts_the_process_and_its_children_to_the_cores() -> None:
+    core = min(os.sched_getaffinity(0))
+    program = (
+        "import os, subprocess, sys\n"
+        "from rlkit.runtime import pin_cpus\n"
+        f"pin_cpus([{core}], 'rollout')\n"
+        "child = subprocess.run([sys.executable, '-c', 'import os; print(sorted(os.sched_getaffinity(0)))'],"
+        " capture_output=True, text=True).stdout.strip()\n"
+        "print(sorted(os.sched_getaffinity(0)), child)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == f"[{core}] [{core}]"
+
+
+def test_pinning_to_a_core_this_process_cannot_use_names_the_available_ones() -> None:
+    before = os.sched_getaffinity(0)
+    with pytest.raises(ValueError, match=r"learner.cpu_cores=\[4096\]: core\(s\) \[4096\] are not available"):
+        pin_cpus([4096], "learner")
+    pin_cpus([], "learner")  # nothing to do
+    assert os.sched_getaffinity(0) == before
