@@ -1,0 +1,161 @@
+"""End-to-end training speed against TRL's GRPOTrainer on the same model, data and settings.
+
+    python benchmarks/vs_trl.py [--quick] [--steps 8] [--out benchmarks/results/vs_trl.json]
+
+Both train SmolLM2-135M-Instruct with GRPO on the shipped arithmetic task: 4 prompts × 8 samples
+per step, 32 new tokens at temperature 0.7, lr 2e-5, no KL term, one update per batch, the same
+reward (`rewards.math_answer.score`), bf16, on this machine's two cores.
+
+- rlkit: `python -m rlkit.train recipes/smollm2_math_grpo.yaml` as shipped (vLLM CPU engine), in
+  sync mode (k = 0) and async (k = 1, rollout and learner on one core each).
+- TRL: `GRPOTrainer` (TRL 1.16.0, transformers generate: TRL's vLLM support stops at vLLM 0.31,
+  below this project's vLLM), `use_cpu=True`, both cores.
+
+TRL is installed for the benchmark only, without dependencies (every one it needs is already in
+the project's environment at a version it accepts), into `.cache/bench-trl` (see
+requirements/bench-trl.txt). Samples/s is steady state: steps 3..S over their wall time, for
+both. `--quick` runs 5 steps and rlkit async only. Headline: rlkit's best over TRL (goal ≥ 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from report import print_table, write_results
+
+REPO = Path(__file__).resolve().parents[1]
+TRL_VERSION = "1.16.0"
+TRL_DIR = REPO / ".cache" / "bench-trl"
+PROMPTS, GROUP, NEW_TOKENS, LR, TEMPERATURE = 4, 8, 32, 2e-5, 0.7
+
+TRL_PROGRAM = r'''
+import json, sys, time
+sys.path.insert(0, sys.argv[1])  # the repository: rewards/, rlkit.models
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+from rewards.math_answer import score
+from rlkit.models import resolve_model
+
+steps, prompts, group, new_tokens, lr, temperature, out = (int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+    int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]), sys.argv[8])
+torch.set_num_threads(2)
+rows = [json.loads(line) for line in open(sys.argv[1] + "/data/arithmetic/train.jsonl")][: steps * prompts]
+data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}], "answer": r["answer"]} for r in rows])
+model = str(resolve_model("smollm2-135m-instruct"))
+
+def math_reward(completions, answer, **kwargs):
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [score(response=t, ground_truth=a)["score"] for t, a in zip(texts, answer)]
+
+ends = []
+class Clock(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        ends.append(time.monotonic())
+
+config = GRPOConfig(
+    output_dir=out, max_steps=steps, per_device_train_batch_size=prompts * group, num_generations=group,
+    gradient_accumulation_steps=1, max_completion_length=new_tokens, temperature=temperature, learning_rate=lr,
+    beta=0.0, num_iterations=1, use_cpu=True, bf16=True, logging_steps=1, save_strategy="no", report_to=[],
+    seed=0, shuffle_dataset=False, dataloader_num_workers=0,
+)
+trainer = GRPOTrainer(model=model, reward_funcs=math_reward, args=config, train_dataset=data,
+                      processing_class=AutoTokenizer.from_pretrained(model), callbacks=[Clock()])
+started = time.monotonic()
+trainer.train()
+rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
+json.dump({"step_ends": [t - started for t in ends], "rewards": rewards}, open(out + "/trl_result.json", "w"))
+'''
+
+
+def ensure_trl() -> Path:
+    """TRL in a folder of its own, no dependencies pulled (it must not change the project's pins)."""
+    if not (TRL_DIR / "trl" / "__init__.py").is_file():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(TRL_DIR),
+                        f"trl=={TRL_VERSION}"], check=True)
+    return TRL_DIR
+
+
+def run_trl(steps: int, out_dir: Path) -> dict[str, Any]:
+    trl_dir = ensure_trl()
+    out = out_dir / "trl"
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(trl_dir), str(REPO)]), "WANDB_DISABLED": "true",
+           "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", TRL_PROGRAM, str(REPO), str(steps), str(PROMPTS), str(GROUP), str(NEW_TOKENS),
+               str(LR), str(TEMPERATURE), str(out)]
+    with open(out_dir / "trl.log", "w", encoding="utf-8") as log:
+        done = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"TRL failed (exit {done.returncode}); see {out_dir / 'trl.log'}")
+    result = json.loads((out / "trl_result.json").read_text())
+    ends = result["step_ends"]
+    seconds = ends[-1] - ends[1]
+    return {"system": "trl", "mode": f"GRPOTrainer {TRL_VERSION}", "steps": len(ends),
+            "samples_per_s": (len(ends) - 2) * PROMPTS * GROUP / seconds,
+            "step_s": seconds / (len(ends) - 2), "rewards": result["rewards"]}
+
+
+def run_rlkit(k: int, steps: int, out_dir: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO))
+    from rlkit.tracking.metrics_log import read_metrics
+
+    run_dir = out_dir / f"rlkit_k{k}"
+    placement = ["rollout.cpu_cores=[0]", "learner.cpu_cores=[1]", "rollout.engine_options.num_threads=1",
+                 "learner.num_threads=1"] if k else []
+    command = [sys.executable, "-m", "rlkit.train", "recipes/smollm2_math_grpo.yaml", f"sync.max_staleness={k}",
+               f"run.steps={steps}", f"run.output_dir={run_dir}", "eval.before=false", "data.eval_path=null",
+               "logging.progress_bar=false", "logging.plots=false", "logging.wandb=false", "run.save_final_model=false",
+               f"rollout.n={GROUP}", f"rollout.prompts_per_step={PROMPTS}", *placement]
+    with open(out_dir / f"rlkit_k{k}.log", "w", encoding="utf-8") as log:
+        done = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"rlkit k={k} failed (exit {done.returncode}); see {out_dir / f'rlkit_k{k}.log'}")
+    rows = [row for row in read_metrics(run_dir / "metrics.jsonl") if "reward/mean" in row]
+    seconds = rows[-1]["throughput/elapsed_s"] - rows[1]["throughput/elapsed_s"]
+    return {"system": "rlkit", "mode": f"k={k}" + (" pinned" if k else ""), "steps": len(rows),
+            "samples_per_s": sum(row["rollout/samples"] for row in rows[2:]) / seconds,
+            "step_s": seconds / (len(rows) - 2), "rewards": [row["reward/mean"] for row in rows]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5 steps, rlkit async only")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--runs-dir", default=str(REPO / "runs" / "vs_trl"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "vs_trl.json"))
+    args = parser.parse_args()
+    steps = 5 if args.quick else args.steps
+    out_dir = Path(args.runs_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results = [run_trl(steps, out_dir)]
+    results += [run_rlkit(k, steps, out_dir) for k in ([1] if args.quick else [0, 1])]
+    trl = results[0]["samples_per_s"]
+    for result in results:
+        result["vs_trl"] = result["samples_per_s"] / trl
+    print_table(
+        f"{'system':<6} {'mode':<20} {'steps':>5} {'samples/s':>10} {'s/step':>7} {'vs TRL':>7}",
+        [f"{r['system']:<6} {r['mode']:<20} {r['steps']:>5} {r['samples_per_s']:>10.2f} {r['step_s']:>7.1f} {r['vs_trl']:>7.2f}"
+         for r in results],
+    )
+    best = max(results[1:], key=lambda r: r["samples_per_s"])
+    write_results(
+        args.out,
+        headline={"metric": f"rlkit ({best['mode']}) samples/s / TRL GRPOTrainer samples/s", "value": best["vs_trl"], "goal": ">= 2"},
+        setting={"model": "SmolLM2-135M-Instruct", "prompts": PROMPTS, "group": GROUP, "new_tokens": NEW_TOKENS,
+                 "lr": LR, "temperature": TEMPERATURE, "steps": steps},
+        wall_s=time.monotonic() - started, results=results,
+    )
+
+
+if __name__ == "__main__":
+    main()
