@@ -88,7 +88,8 @@ class DataStore:
         def ready() -> bool:
             if self._closed or new_weights():
                 return True
-            count = self._index.count_ready(task, key, whole_groups=whole_groups, min_version=min_version, partition=partition)
+            count = self._index.count_ready(task, key, whole_groups=whole_groups, min_version=min_version,
+                                            partition=partition, enough=wanted)
             return count >= wanted
 
         async with self._changed:

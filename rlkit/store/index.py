@@ -110,16 +110,26 @@ class StoreIndex:
         return result
 
     def count_ready(
-        self, task: str, fields: tuple[str, ...], *, whole_groups: bool = False, min_version: int | None = None, partition: str | None = None
+        self, task: str, fields: tuple[str, ...], *, whole_groups: bool = False, min_version: int | None = None,
+        partition: str | None = None, enough: int | None = None,
     ) -> int:
+        """Ready entries (or complete ready groups) for `task`; stops counting at `enough`, so a
+        consumer's wake-up check costs what it needs, not a scan of everything held."""
+        limit = enough if enough is not None else len(self._entries) + 1
+        count = 0
         if not whole_groups:
-            return sum(self._ready(e, task, fields, min_version, partition) for e in self._entries.values())
-        complete = 0
+            for entry in self._entries.values():
+                if count >= limit:
+                    break
+                count += self._ready(entry, task, fields, min_version, partition)
+            return count
         for members in self._groups.values():
+            if count >= limit:
+                break
             entries = [self._entries[i] for i in members]
             if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version, partition) for e in entries):
-                complete += 1
-        return complete
+                count += 1
+        return count
 
     def _remove(self, entry: Entry) -> None:
         del self._entries[entry.entry_id]

@@ -85,3 +85,13 @@ def test_waits_run_from_the_last_requested_field_to_the_take() -> None:
     waits = index.drain_waits()
     assert waits == {"learner": [0.25], "reward": [3.0, 0.0]}
     assert index.drain_waits() == {}  # drained
+
+
+def test_counting_stops_at_enough() -> None:
+    index = StoreIndex()
+    for i in range(5):
+        index.add(f"g{i}", 1, 0, {"sample": i})
+    assert index.count_ready("t", ("sample",)) == 5
+    assert index.count_ready("t", ("sample",), enough=2) == 2
+    assert index.count_ready("t", ("sample",), whole_groups=True, enough=3) == 3
+    assert index.count_ready("t", ("reward",), enough=3) == 0
