@@ -82,12 +82,14 @@ class StoreProducer:
 @ray.remote(num_cpus=0)
 class StoreRewarder:
     def run(self, store: Any, n: int) -> None:
+        from rlkit.transport import resolve
+
         done = 0
         while done < n:
             taken = ray.get(store.get.remote("reward", ["input_ids"], BATCH, min_items=1, timeout_s=1.0))
             if not taken:
                 continue
-            values = ray.get([fields["input_ids"] for _, fields in taken])
+            values = resolve([fields["input_ids"] for _, fields in taken])
             rewards = [float(ids[1:9].mean() % 2) for ids in values]
             ray.get(store.set_field.remote([entry for entry, _ in taken], "reward", rewards))
             done += len(taken)
@@ -95,6 +97,7 @@ class StoreRewarder:
 
 def run_store(n: int, rate: float | None) -> dict[str, Any]:
     from rlkit.store.datastore import DataStore
+    from rlkit.transport import resolve
 
     store = DataStore.remote()
     producer, rewarder = StoreProducer.remote(), StoreRewarder.remote()
@@ -107,7 +110,7 @@ def run_store(n: int, rate: float | None) -> dict[str, Any]:
         taken = ray.get(store.get.remote("learner", fields, MICRO // GROUP, whole_groups=True, clear=True, timeout_s=30.0))
         if not taken:
             raise RuntimeError(f"store: no micro-batch within 30 s after {received} samples")
-        values = ray.get([fields_[name] for _, fields_ in taken for name in fields])
+        values = resolve([fields_[name] for _, fields_ in taken for name in fields])
         latencies += [latency_s(values[i]) for i in range(0, len(values), len(fields))]
         received += len(taken)
     seconds = time.monotonic() - started
@@ -154,9 +157,9 @@ def run_plain(n: int, rate: float | None) -> dict[str, Any]:
     jobs = [producer.run.remote(inbox, n, rate), rewarder.run.remote(inbox, outbox, n)]
     latencies, received = [], 0
     while received < n:
-        items = [outbox.get(block=True, timeout=30.0)]
+        items = [outbox.get(block=True, timeout=30.0)]  # wait for the first, then take the rest at once
         while len(items) < MICRO:
-            items.append(outbox.get(block=True, timeout=30.0))
+            items += outbox.get_nowait_batch(min(MICRO - len(items), outbox.size())) or [outbox.get(block=True, timeout=30.0)]
         rows = ray.get([ref for ref, _ in items])
         latencies += [latency_s(row["input_ids"]) for row in rows]
         received += len(items)

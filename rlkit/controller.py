@@ -33,6 +33,7 @@ from rlkit.reward.worker import RewardWorker
 from rlkit.rollout.worker import RolloutWorker
 from rlkit.runtime import actor_env, cuda_available, ray_session
 from rlkit.store.datastore import DataStore
+from rlkit.transport import resolve
 from rlkit.sync import WeightSync
 from rlkit.tracking.metrics_log import MetricsLog
 from rlkit.tracking.plots import plot_curves
@@ -175,7 +176,7 @@ class Trainer:
                     for p in self.eval_prompts]
         ray.get(stages.store.put.remote([{"partition": "eval", "fields": {"request": r}} for r in requests]))
         pairs = stages.take_scored("eval", len(requests), self.config.rollout.batch_timeout_s)
-        values = ray.get([ref for pair in pairs for ref in pair])  # one fetch: sample, reward, sample, ...
+        values = resolve([ref for pair in pairs for ref in pair])  # one fetch: sample, reward, sample, ...
         scored = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
         return accuracy_metrics(scored)
 
@@ -185,7 +186,7 @@ class Trainer:
         """RISE: turn a few of this batch's scored solutions into critique prompts, sample
         verifications with the current policy, and return both kinds of trajectory together."""
         config = self.config
-        values = ray.get([ref for pair in batch for ref in pair])
+        values = resolve([ref for pair in batch for ref in pair])
         scored = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
         groups: dict[str, list[ScoredSample]] = {}
         for item in scored:
@@ -199,7 +200,7 @@ class Trainer:
             return batch, {**rise.verification_metrics(scored), **metrics}
         ray.get(stages.store.put.remote([{"partition": "rise", "fields": {"request": r}} for r in requests]))
         verifications = stages.take_scored("rise", len(requests), config.rollout.batch_timeout_s)
-        values = ray.get([ref for pair in verifications for ref in pair])
+        values = resolve([ref for pair in verifications for ref in pair])
         verified = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
         return batch + verifications, {**rise.verification_metrics(scored + verified), **metrics}
 

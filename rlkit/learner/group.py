@@ -16,6 +16,7 @@ from rlkit.algorithms import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
 from rlkit.learner.worker import LearnerWorker
 from rlkit.metrics import batch_metrics
+from rlkit.transport import resolve
 from rlkit.types import ScoredSample
 
 
@@ -44,10 +45,10 @@ class LearnerRank(LearnerWorker):
 
 
 def resolve_samples(items: list[Any]) -> list[ScoredSample]:
-    """Fetch a batch from the object store. Each item is a (sample_ref, reward_ref) pair as the
-    store hands them out, or a ref to a ScoredSample (or to a list of them)."""
+    """The batch behind `items`. Each item is a (sample, reward) pair as the store hands them out
+    (values, or references to large ones), or a ref to a ScoredSample (or to a list of them)."""
     flat = [ref for item in items for ref in (item if isinstance(item, (tuple, list)) else (item,))]
-    values = iter(ray.get(flat))
+    values = iter(resolve(flat))
     samples: list[ScoredSample] = []
     for item in items:
         if isinstance(item, (tuple, list)):

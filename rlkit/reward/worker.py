@@ -17,6 +17,7 @@ from rlkit.reward.contract import RewardRequest
 from rlkit.reward.isolation import ScoringPool
 from rlkit.reward.loader import LabeledFn, RewardFnSpec
 from rlkit.runtime import pin_cpus
+from rlkit.transport import resolve
 from rlkit.types import Reward, RewardStatus, Sample
 
 POLL_S = 5.0
@@ -56,7 +57,7 @@ class RewardWorker:
             self.pool.close()
 
     def _score(self, taken: list[tuple[int, dict[str, Any]]]) -> None:
-        samples = ray.get([fields["sample"] for _, fields in taken])
+        samples = resolve([fields["sample"] for _, fields in taken])
         # An episode its environment broke is a failed sample, like a reward that raised.
         healthy = [index for index, sample in enumerate(samples) if sample.env_status in ("none", "ok")]
         scored = iter(self.pool.score([RewardRequest.from_sample(samples[index], self.extra) for index in healthy]))

@@ -19,6 +19,7 @@ from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
 from rlkit.rollout.env_host import EnvHost
 from rlkit.rollout.episodes import run_episodes
 from rlkit.runtime import pin_cpus
+from rlkit.transport import resolve
 from rlkit.types import FinishReason, Generation, RolloutRequest, Sample
 
 POLL_S = 5.0  # longest an idle worker waits before re-checking (it is woken earlier by news)
@@ -75,7 +76,7 @@ class RolloutWorker:
                 return {"requests": self.requests_done}
             if not taken:
                 continue
-            self._serve(ray.get([fields["request"] for _, fields in taken]))
+            self._serve(resolve([fields["request"] for _, fields in taken]))
 
     def _serve(self, requests: list[RolloutRequest]) -> None:
         # Requests with the same decoding settings share one engine call.

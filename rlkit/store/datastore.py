@@ -1,11 +1,11 @@
 """The DataStore Ray actor: a StoreIndex behind an asyncio condition.
 
-Producers hand their values to `put`/`set_field`; the store actor `ray.put`s them itself, so
-it owns every object and a producer that dies loses nothing (Ray 2.56 removed `ray.put`'s
-`_owner` argument, which would have let producers put on the store's behalf). Samples are
-small; weights do not pass through here — only a reference to them. Consumers block on a condition until what they asked for is ready — no polling.
-Weights published by the learner are announced here too, so rollout workers can pick them
-up between requests.
+Producers hand their values to `put`/`set_field`. Small values stay in the store's memory and
+travel inside its replies; large ones the store `ray.put`s itself, so it owns them and a producer
+that dies loses nothing (rlkit/transport.py; consumers `resolve` what they get). Weights do
+not pass through here, only a reference to them. Consumers block on a condition until what they
+asked for is ready: no polling. Weights published by the learner are announced here too, so
+rollout workers can pick them up between requests.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from rlkit.store.index import StoreIndex
+from rlkit.transport import hold
 
 
 class StoreClosed(RuntimeError):
@@ -45,7 +46,7 @@ class DataStore:
         ids = [
             self._index.add(
                 e.get("group"), int(e.get("group_size", 1)), int(e.get("version", 0)),
-                {name: ray.put(value) for name, value in e["fields"].items()}, e.get("partition", "train"),
+                {name: hold(value) for name, value in e["fields"].items()}, e.get("partition", "train"),
             )
             for e in entries
         ]
@@ -54,7 +55,7 @@ class DataStore:
 
     async def set_field(self, entry_ids: list[int], name: str, values: list[Any]) -> int:
         """Add field `name` (one value per entry) to existing entries; returns how many still existed."""
-        written = sum(self._index.set_field(i, name, ray.put(v)) for i, v in zip(entry_ids, values))
+        written = sum(self._index.set_field(i, name, hold(v)) for i, v in zip(entry_ids, values))
         await self._notify()
         return written
 
