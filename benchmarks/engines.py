@@ -4,8 +4,8 @@ CUDA where present) against transformers `generate`.
     python benchmarks/engines.py [--quick] [--threads 2] [--out benchmarks/results/engines.json]
 
 Each engine generates, with the same sampling settings as the default job (temperature 0.7,
-32 new tokens, seed 0), 8 samples for each of 16 prompts of the shipped arithmetic task, in one
-`generate` call per round, as a rollout worker does. One warm-up round, then 3 timed rounds
+32 new tokens, seed 0), 8 samples for each of 16 prompts of the shipped arithmetic task per
+round, in calls of 4 prompts × 8 samples, as the default job's rollout worker does. One warm-up round, then 3 timed rounds
 (1 with `--quick`). Each engine runs in its own process with `--threads` torch threads. Reports
 generated tokens per second (EOS counted, as the rollout metrics do). Headline: vLLM over
 transformers.
@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import print_table, write_results
+from report import print_table, wait_for_result, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPTS, SAMPLES, NEW_TOKENS = 16, 8, 32
+PROMPTS, SAMPLES, NEW_TOKENS, PER_CALL = 16, 8, 32, 4
 
 
 def measure(engine_name: str, rounds: int, threads: int, queue: Any) -> None:
@@ -43,18 +43,17 @@ def measure(engine_name: str, rounds: int, threads: int, queue: Any) -> None:
     model = resolve_model("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(model)
     rows = [json.loads(line) for line in (REPO / "data" / "arithmetic" / "train.jsonl").read_text().splitlines()[:PROMPTS]]
-    prompts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": row["prompt"]}], add_generation_prompt=True, tokenize=True)
-        for row in rows
-    ]
-    prompts = [list(p["input_ids"]) if isinstance(p, dict) else list(p) for p in prompts]
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": row["prompt"]}], add_generation_prompt=True,
+                                           tokenize=False) for row in rows]
+    prompts = [list(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
     engine = build_engine(engine_name, model, EngineOptions(dtype="bfloat16", max_model_len=512, num_threads=threads))
     sampling = SamplingOptions(temperature=0.7, max_new_tokens=NEW_TOKENS, seed=0)
-    engine.generate(prompts, SAMPLES, sampling)  # warm-up: compilation, caches
+    calls = [prompts[i : i + PER_CALL] for i in range(0, len(prompts), PER_CALL)]
+    engine.generate(calls[0], SAMPLES, sampling)  # warm-up: compilation, caches
     speeds = []
     for _ in range(rounds):
         started = time.perf_counter()
-        outputs = engine.generate(prompts, SAMPLES, sampling)
+        outputs = [group for call in calls for group in engine.generate(call, SAMPLES, sampling)]
         seconds = time.perf_counter() - started
         tokens = sum(len(g.response_ids) for group in outputs for g in group)
         speeds.append({"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds})
@@ -68,9 +67,7 @@ def run(engine: str, rounds: int, threads: int) -> dict[str, Any]:
     queue = context.Queue()
     process = context.Process(target=measure, args=(engine, rounds, threads, queue))
     process.start()
-    result = queue.get(timeout=1200)
-    process.join()
-    return result
+    return wait_for_result(process, queue, 1200)
 
 
 def main() -> None:
@@ -90,7 +87,7 @@ def main() -> None:
     print(f"vLLM / transformers: {ratio:.2f}x")
     write_results(
         args.out,
-        headline={"metric": "vLLM tokens/s / transformers generate tokens/s (SmolLM2-135M, 16x8 samples, 32 tokens)",
+        headline={"metric": "vLLM tokens/s / transformers generate tokens/s (SmolLM2-135M, 4 prompts x 8 samples per call, 32 tokens)",
                   "value": ratio, "goal": "> 1"},
         setting={"prompts": PROMPTS, "samples": SAMPLES, "new_tokens": NEW_TOKENS, "threads": args.threads, "dtype": "bfloat16"},
         results=results,

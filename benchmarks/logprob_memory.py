@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import print_table, write_results
+from report import print_table, wait_for_result, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB, BATCH, PROMPT, RESPONSE = 32_000, 4, 16, 2048
@@ -91,9 +91,7 @@ def run(variant: str, chunk_size: int) -> dict[str, Any]:
     queue = context.Queue()
     process = context.Process(target=measure, args=(variant, chunk_size, queue))
     process.start()
-    result = queue.get(timeout=900)
-    process.join()
-    return result
+    return wait_for_result(process, queue, 900)
 
 
 def main() -> None:

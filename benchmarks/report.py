@@ -24,3 +24,22 @@ def write_results(out: str | Path, **payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine, **payload}, indent=2))
     print(f"wrote {out}")
+
+
+def wait_for_result(process: Any, queue: Any, timeout_s: float) -> Any:
+    """The one result a measuring child process puts on `queue`; fails at once if it dies first."""
+    import queue as queues
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            result = queue.get(timeout=1.0)
+        except queues.Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"the measuring process died (exit code {process.exitcode}); its error is above")
+            continue
+        process.join()
+        return result
+    process.kill()
+    raise TimeoutError(f"no result within {timeout_s:g} s")
