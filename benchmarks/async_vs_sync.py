@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ def run(recipe: str, k: int, steps: int, out_dir: Path) -> dict[str, Any]:
     from rlkit.tracking.metrics_log import read_metrics
 
     run_dir = out_dir / f"k{k}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # metrics.jsonl appends: start clean
     command = [sys.executable, "-m", "rlkit.train", recipe, f"sync.max_staleness={k}", f"run.steps={steps}",
                f"run.output_dir={run_dir}", "eval.before=false", "data.eval_path=null", "logging.progress_bar=false",
                "logging.plots=false", "logging.wandb=false", "run.save_final_model=false", *PLACEMENT]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def main() -> None:
     results = []
     for recipe in args.recipes.split(","):
         run_dir = Path(args.runs_dir) / recipe
+        if not args.reuse:
+            shutil.rmtree(run_dir, ignore_errors=True)  # metrics.jsonl appends: start clean
         seconds = None if args.reuse else train(recipe, args.steps, args.eval_prompts, run_dir)
         results.append({**summarise(recipe, run_dir), "wall_s": seconds})
     for result in results:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,7 +88,8 @@ def ensure_trl() -> Path:
 def run_trl(steps: int, out_dir: Path) -> dict[str, Any]:
     trl_dir = ensure_trl()
     out = out_dir / "trl"
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(trl_dir), str(REPO)]), "WANDB_DISABLED": "true",
            "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", TRL_PROGRAM, str(REPO), str(steps), str(PROMPTS), str(GROUP), str(NEW_TOKENS),
@@ -109,6 +111,7 @@ def run_rlkit(k: int, steps: int, out_dir: Path) -> dict[str, Any]:
     from rlkit.tracking.metrics_log import read_metrics
 
     run_dir = out_dir / f"rlkit_k{k}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # metrics.jsonl appends: start clean
     placement = ["rollout.cpu_cores=[0]", "learner.cpu_cores=[1]", "rollout.engine_options.num_threads=1",
                  "learner.num_threads=1"] if k else []
     command = [sys.executable, "-m", "rlkit.train", "recipes/smollm2_math_grpo.yaml", f"sync.max_staleness={k}",
