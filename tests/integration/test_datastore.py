@@ -6,6 +6,7 @@ import pytest
 import ray
 
 from rlkit.store.datastore import DataStore
+from rlkit.transport import resolve
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -13,7 +14,8 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 @ray.remote(num_cpus=0)
 class Producer:
     def produce(self, store, group: str, size: int) -> list[int]:
-        values = [{"group": group, "index": i, "payload": list(range(1000))} for i in range(size)]
+        # Index 0 is large enough to travel by object reference, the others inline.
+        values = [{"group": group, "index": i, "payload": list(range(40_000 if i == 0 else 1000))} for i in range(size)]
         return ray.get(store.put.remote([{"group": group, "group_size": size, "version": 0, "fields": {"sample": v}} for v in values]))
 
 
@@ -27,7 +29,7 @@ def test_consumer_blocks_until_producer_writes() -> None:
     ray.get(producer.produce.remote(store, "g1", 2))
     taken = ray.get(waiting, timeout=30)
     assert len(taken) == 4
-    values = ray.get([fields["sample"] for _, fields in taken])
+    values = resolve([fields["sample"] for _, fields in taken])
     assert {v["group"] for v in values} == {"g0", "g1"}
 
 
@@ -37,8 +39,9 @@ def test_objects_survive_their_producer() -> None:
     ray.get(producer.produce.remote(store, "g", 3))
     ray.kill(producer)
     taken = ray.get(store.get.remote("train", ["sample"], 3, timeout_s=10))
-    values = ray.get([fields["sample"] for _, fields in taken], timeout=30)
-    assert [v["index"] for v in values] == [0, 1, 2] and len(values[0]["payload"]) == 1000
+    values = resolve([fields["sample"] for _, fields in taken])
+    assert [v["index"] for v in values] == [0, 1, 2] and len(values[0]["payload"]) == 40_000
+    assert isinstance(taken[0][1]["sample"], ray.ObjectRef) and not isinstance(taken[1][1]["sample"], ray.ObjectRef)
 
 
 def test_fields_added_later_and_consumed_samples_cleared() -> None:
@@ -49,7 +52,7 @@ def test_fields_added_later_and_consumed_samples_cleared() -> None:
     assert len(scored) == 2
     ray.get(store.set_field.remote(ids, "reward", [1.0, 0.0]))
     taken = ray.get(store.get.remote("train", ["sample", "reward"], 1, whole_groups=True, clear=True, timeout_s=5))
-    assert sorted(ray.get([f["reward"] for _, f in taken])) == [0.0, 1.0]
+    assert sorted(resolve([f["reward"] for _, f in taken])) == [0.0, 1.0]
     stats = ray.get(store.stats.remote())
     assert stats["entries"] == 0 and stats["cleared"] == 2
 
