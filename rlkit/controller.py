@@ -26,14 +26,13 @@ from rlkit.algorithms.options import resolve_rollout_correction
 from rlkit.config import TrainConfig, to_yaml
 from rlkit.data import epochs, load_prompts
 from rlkit.evaluation import accuracy_metrics
-from rlkit.learner.group import LearnerGroup
+from rlkit.learner.group import LearnerGroup, resolve_samples
 from rlkit.models import resolve_model
 from rlkit.reward.loader import labeled_functions
 from rlkit.reward.worker import RewardWorker
 from rlkit.rollout.worker import RolloutWorker
 from rlkit.runtime import actor_env, cuda_available, ray_session
 from rlkit.store.datastore import DataStore
-from rlkit.transport import resolve
 from rlkit.sync import WeightSync
 from rlkit.tracking.metrics_log import MetricsLog
 from rlkit.tracking.plots import plot_curves
@@ -176,9 +175,7 @@ class Trainer:
                     for p in self.eval_prompts]
         ray.get(stages.store.put.remote([{"partition": "eval", "fields": {"request": r}} for r in requests]))
         pairs = stages.take_scored("eval", len(requests), self.config.rollout.batch_timeout_s)
-        values = resolve([ref for pair in pairs for ref in pair])  # one fetch: sample, reward, sample, ...
-        scored = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
-        return accuracy_metrics(scored)
+        return accuracy_metrics(resolve_samples(pairs))
 
     def add_verifications(
         self, stages: Stages, batch: list[tuple[Any, Any]], step: int
@@ -186,8 +183,7 @@ class Trainer:
         """RISE: turn a few of this batch's scored solutions into critique prompts, sample
         verifications with the current policy, and return both kinds of trajectory together."""
         config = self.config
-        values = resolve([ref for pair in batch for ref in pair])
-        scored = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+        scored = resolve_samples(batch)
         groups: dict[str, list[ScoredSample]] = {}
         for item in scored:
             groups.setdefault(item.sample.group_uid, []).append(item)
@@ -200,8 +196,7 @@ class Trainer:
             return batch, {**rise.verification_metrics(scored), **metrics}
         ray.get(stages.store.put.remote([{"partition": "rise", "fields": {"request": r}} for r in requests]))
         verifications = stages.take_scored("rise", len(requests), config.rollout.batch_timeout_s)
-        values = resolve([ref for pair in verifications for ref in pair])
-        verified = [ScoredSample(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+        verified = resolve_samples(verifications)
         return batch + verifications, {**rise.verification_metrics(scored + verified), **metrics}
 
     def run(self) -> dict[str, Any]:
