@@ -16,43 +16,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from report import print_table, write_results
+from training_runs import PLACEMENT, TRAINING_ONLY, steady_throughput, train_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-PLACEMENT = ["rollout.cpu_cores=[0]", "learner.cpu_cores=[1]", "rollout.engine_options.num_threads=1",
-             "learner.num_threads=1"]
 
 
 def run(recipe: str, k: int, steps: int, out_dir: Path) -> dict[str, Any]:
-    sys.path.insert(0, str(REPO))
-    from rlkit.tracking.metrics_log import read_metrics
-
-    run_dir = out_dir / f"k{k}"
-    shutil.rmtree(run_dir, ignore_errors=True)  # metrics.jsonl appends: start clean
-    command = [sys.executable, "-m", "rlkit.train", recipe, f"sync.max_staleness={k}", f"run.steps={steps}",
-               f"run.output_dir={run_dir}", "eval.before=false", "data.eval_path=null", "logging.progress_bar=false",
-               "logging.plots=false", "logging.wandb=false", "run.save_final_model=false", *PLACEMENT]
     started = time.monotonic()
-    log = out_dir / f"k{k}.log"
-    with open(log, "w", encoding="utf-8") as handle:
-        done = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"k={k} failed (exit {done.returncode}); see {log}")
-    rows = [row for row in read_metrics(run_dir / "metrics.jsonl") if "reward/mean" in row]
+    rows = train_recipe(recipe, [f"sync.max_staleness={k}", f"run.steps={steps}", *TRAINING_ONLY, *PLACEMENT],
+                        out_dir / f"k{k}", out_dir / f"k{k}.log")
     steady = rows[2:]
-    seconds = rows[-1]["throughput/elapsed_s"] - rows[1]["throughput/elapsed_s"]
+    samples_per_s, _ = steady_throughput(rows)
     third = max(1, len(rows) // 3)
     return {
         "k": k, "steps": len(rows), "wall_s": time.monotonic() - started,
-        "samples_per_s": sum(row["rollout/samples"] for row in steady) / seconds,
+        "samples_per_s": samples_per_s,
         "step_s": statistics.fmean(row["timing/step_s"] for row in steady),
         "train_s": statistics.fmean(row["timing/train_s"] for row in steady),
         "wait_batch_s": statistics.fmean(row["timing/wait_batch_s"] for row in steady),

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from report import print_table, write_results
+from training_runs import train_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("calculator_math", "multistep_gra", "multistep_dra", "protocols_thoth", "retrieval_qa_llds", "rise_math")
@@ -34,15 +33,9 @@ TRACKED = ("reward/mean", "response_length/mean", "entropy/mean", "rollout/turns
 
 def train(recipe: str, steps: int, eval_prompts: int, run_dir: Path) -> float:
     """Run one recipe in its own process; its wall-clock seconds."""
-    command = [sys.executable, "-m", "rlkit.train", f"recipes/{recipe}.yaml", f"run.steps={steps}",
-               f"eval.num_prompts={eval_prompts}", f"run.output_dir={run_dir}", "logging.progress_bar=false"]
     started = time.monotonic()
-    log = run_dir.parent / f"{recipe}.log"
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w", encoding="utf-8") as handle:
-        done = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"{recipe} failed (exit {done.returncode}); see {log}")
+    train_recipe(f"recipes/{recipe}.yaml", [f"run.steps={steps}", f"eval.num_prompts={eval_prompts}", "logging.progress_bar=false"],
+                 run_dir, run_dir.parent / f"{recipe}.log")
     return time.monotonic() - started
 
 
@@ -95,8 +88,6 @@ def main() -> None:
     results = []
     for recipe in args.recipes.split(","):
         run_dir = Path(args.runs_dir) / recipe
-        if not args.reuse:
-            shutil.rmtree(run_dir, ignore_errors=True)  # metrics.jsonl appends: start clean
         seconds = None if args.reuse else train(recipe, args.steps, args.eval_prompts, run_dir)
         results.append({**summarise(recipe, run_dir), "wall_s": seconds})
     for result in results:

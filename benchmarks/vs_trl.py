@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from report import print_table, write_results
+from training_runs import PLACEMENT, TRAINING_ONLY, steady_throughput, train_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 TRL_VERSION = "1.16.0"
@@ -107,26 +108,12 @@ def run_trl(steps: int, out_dir: Path) -> dict[str, Any]:
 
 
 def run_rlkit(k: int, steps: int, out_dir: Path) -> dict[str, Any]:
-    sys.path.insert(0, str(REPO))
-    from rlkit.tracking.metrics_log import read_metrics
-
-    run_dir = out_dir / f"rlkit_k{k}"
-    shutil.rmtree(run_dir, ignore_errors=True)  # metrics.jsonl appends: start clean
-    placement = ["rollout.cpu_cores=[0]", "learner.cpu_cores=[1]", "rollout.engine_options.num_threads=1",
-                 "learner.num_threads=1"] if k else []
-    command = [sys.executable, "-m", "rlkit.train", "recipes/smollm2_math_grpo.yaml", f"sync.max_staleness={k}",
-               f"run.steps={steps}", f"run.output_dir={run_dir}", "eval.before=false", "data.eval_path=null",
-               "logging.progress_bar=false", "logging.plots=false", "logging.wandb=false", "run.save_final_model=false",
-               f"rollout.n={GROUP}", f"rollout.prompts_per_step={PROMPTS}", *placement]
-    with open(out_dir / f"rlkit_k{k}.log", "w", encoding="utf-8") as log:
-        done = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"rlkit k={k} failed (exit {done.returncode}); see {out_dir / f'rlkit_k{k}.log'}")
-    rows = [row for row in read_metrics(run_dir / "metrics.jsonl") if "reward/mean" in row]
-    seconds = rows[-1]["throughput/elapsed_s"] - rows[1]["throughput/elapsed_s"]
+    overrides = [f"sync.max_staleness={k}", f"run.steps={steps}", f"rollout.n={GROUP}", f"rollout.prompts_per_step={PROMPTS}",
+                 *TRAINING_ONLY, *(PLACEMENT if k else [])]
+    rows = train_recipe("recipes/smollm2_math_grpo.yaml", overrides, out_dir / f"rlkit_k{k}", out_dir / f"rlkit_k{k}.log")
+    samples_per_s, step_s = steady_throughput(rows)
     return {"system": "rlkit", "mode": f"k={k}" + (" pinned" if k else ""), "steps": len(rows),
-            "samples_per_s": sum(row["rollout/samples"] for row in rows[2:]) / seconds,
-            "step_s": seconds / (len(rows) - 2), "rewards": [row["reward/mean"] for row in rows]}
+            "samples_per_s": samples_per_s, "step_s": step_s, "rewards": [row["reward/mean"] for row in rows]}
 
 
 def main() -> None:
