@@ -4,7 +4,8 @@
 
 Both train SmolLM2-135M-Instruct with GRPO on the shipped arithmetic task: 4 prompts × 8 samples
 per step, 32 new tokens at temperature 0.7, lr 2e-5, no KL term, one update per batch, the same
-reward (`rewards.math_answer.score`), bf16, on this machine's two cores.
+reward (`rewards.math_answer.score`), bf16, on this machine's two cores, and the same learner
+kernels (fused AdamW, eager attention: what rlkit's recipe sets).
 
 - rlkit: `python -m rlkit.train recipes/smollm2_math_grpo.yaml` as shipped (vLLM CPU engine), in
   sync mode (k = 0) and async (k = 1, rollout and learner on one core each).
@@ -68,6 +69,8 @@ config = GRPOConfig(
     gradient_accumulation_steps=1, max_completion_length=new_tokens, temperature=temperature, learning_rate=lr,
     beta=0.0, num_iterations=1, use_cpu=True, bf16=True, logging_steps=1, save_strategy="no", report_to=[],
     seed=0, shuffle_dataset=False, dataloader_num_workers=0,
+    # The learner kernels rlkit's recipe uses, so the comparison is of the frameworks, not of kernels.
+    optim="adamw_torch_fused", model_init_kwargs={"attn_implementation": "eager"},
 )
 trainer = GRPOTrainer(model=model, reward_funcs=math_reward, args=config, train_dataset=data,
                       processing_class=AutoTokenizer.from_pretrained(model), callbacks=[Clock()])

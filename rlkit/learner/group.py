@@ -16,7 +16,7 @@ from rlkit.algorithms import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
 from rlkit.learner.worker import LearnerWorker
 from rlkit.metrics import batch_metrics
-from rlkit.transport import resolve
+from rlkit.transport import put_tensors, resolve
 from rlkit.types import ScoredSample
 
 
@@ -39,9 +39,10 @@ class LearnerRank(LearnerWorker):
 
     def export_weights_ref(self, dtype: str | None) -> list[ray.ObjectRef] | None:
         """Export and put the state dict in the object store from here (rank 0), so it never
-        passes through the driver; the ref is wrapped in a list so Ray does not resolve it."""
+        passes through the driver; the ref is wrapped in a list so Ray does not resolve it.
+        Read it with `rlkit.transport.get_tensors`."""
         state = self.export_weights(dtype)
-        return None if state is None else [ray.put(state)]
+        return None if state is None else [put_tensors(state)]
 
 
 def resolve_samples(items: list[Any]) -> list[ScoredSample]:

@@ -19,7 +19,7 @@ from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
 from rlkit.rollout.env_host import EnvHost
 from rlkit.rollout.episodes import run_episodes
 from rlkit.runtime import pin_cpus
-from rlkit.transport import resolve
+from rlkit.transport import get_tensors, resolve
 from rlkit.types import FinishReason, Generation, RolloutRequest, Sample
 
 POLL_S = 5.0  # longest an idle worker waits before re-checking (it is woken earlier by news)
@@ -167,8 +167,7 @@ class RolloutWorker:
         if latest is None:
             return
         version, (weights_ref,) = latest
-        state_dict = ray.get(weights_ref)
-        self.engine.load_weights(state_dict.items())
+        self.engine.load_weights(get_tensors(weights_ref).items())
         self.version = version
         ray.get(self.store.report_engine_version.remote(self.name, version))
 

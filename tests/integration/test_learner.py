@@ -22,6 +22,7 @@ from rlkit.learner.options import LearnerOptions
 from rlkit.learner.inputs import loss_seed, reward_components
 from rlkit.learner.worker import deepspeed_config, plan_mini_batches
 from rlkit.models import resolve_model
+from rlkit.transport import get_tensors
 from rlkit.types import FinishReason, Prompt, Reward, RewardStatus, Sample, ScoredSample
 
 LR = 1e-3
@@ -199,10 +200,10 @@ def zero2_run(ray_cluster):
     ray = ray_cluster
     batches = {name: [ray.put(item) for item in scored_batch(seed, poison)]
                for name, seed, poison in (("one", 1, False), ("nan", 3, True), ("two", 2, False))}
-    run = {"algorithm": algorithm, "before": ray.get(group.export_weights_ref())}
+    run = {"algorithm": algorithm, "before": get_tensors(group.export_weights_ref())}
     for name in ("one", "nan", "two"):
         run[f"metrics_{name}"] = group.train_step(batches[name])
-        run[f"after_{name}"] = ray.get(group.export_weights_ref())
+        run[f"after_{name}"] = get_tensors(group.export_weights_ref())
     group.shutdown()
     return run
 
@@ -269,17 +270,17 @@ def test_zero3_export_equals_model_then_training_matches_reference(zero3_group, 
 
     group, algorithm = zero3_group
     ray = ray_cluster
-    initial = ray.get(group.export_weights_ref())
+    initial = get_tensors(group.export_weights_ref())
     assert_state_close(initial, hf_state(resolve_model("tiny")), atol=0)  # incl. the tied lm_head.weight
 
     metrics = [group.train_step([ray.put(item) for item in scored_batch(seed)]) for seed in (1, 2)]
     assert [m["actor/skipped_steps"] for m in metrics] == [0, 0]
     assert metrics[0]["actor/ppo_kl"] == 0.0  # on-policy: the old log-probs are the current ones
     assert metrics[0]["actor/kl_loss"] == 0.0 < metrics[1]["actor/kl_loss"]  # the policy left the reference
-    trained = ray.get(group.export_weights_ref())
+    trained = get_tensors(group.export_weights_ref())
     expected, _ = reference_training([scored_batch(1), scored_batch(2)], algorithm)
     assert_state_close(trained, expected, atol=2e-5)
-    exported_bf16 = ray.get(group.export_weights_ref("bfloat16"))
+    exported_bf16 = get_tensors(group.export_weights_ref("bfloat16"))
     assert all(tensor.dtype == torch.bfloat16 for tensor in exported_bf16.values())
 
     # The learner's log-probs equal a fresh HF model holding the exported weights.
@@ -304,12 +305,12 @@ def test_checkpoint_round_trip_restores_weights(zero3_group, ray_cluster, tmp_pa
     group, _ = zero3_group
     ray = ray_cluster
     group.save_checkpoint(str(tmp_path), "t1")
-    saved = ray.get(group.export_weights_ref())
+    saved = get_tensors(group.export_weights_ref())
     group.train_step([ray.put(item) for item in scored_batch(2)])
-    moved = ray.get(group.export_weights_ref())
+    moved = get_tensors(group.export_weights_ref())
     assert any(not torch.equal(moved[name], saved[name]) for name in saved)
     group.load_checkpoint(str(tmp_path), "t1")
-    assert_state_close(ray.get(group.export_weights_ref()), saved, atol=0)
+    assert_state_close(get_tensors(group.export_weights_ref()), saved, atol=0)
     with pytest.raises(RuntimeError, match="no DeepSpeed checkpoint .missing"):
         group.load_checkpoint(str(tmp_path), "missing")
 
@@ -358,7 +359,7 @@ def test_every_method_trains_on_deepspeed_ranks_like_the_reference(method: str, 
     group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, TEMPERATURE, step_timeout_s=120)
     try:
         metrics = [group.train_step([ray_cluster.put(item) for item in scored_batch(seed)]) for seed in (1, 2)]
-        trained = ray_cluster.get(group.export_weights_ref())
+        trained = get_tensors(group.export_weights_ref())
     finally:
         group.shutdown()
     for step in metrics:
