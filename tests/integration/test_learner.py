@@ -195,7 +195,9 @@ def zero2_run(ray_cluster):
     from rlkit.learner.group import LearnerGroup
 
     algorithm = AlgorithmOptions()
-    options = LearnerOptions(num_ranks=2, zero_stage=2, micro_batch_size=4, mini_batches=2, lr=LR)
+    # Eager attention here, sdpa elsewhere: the reference (sdpa) must agree with both kernels.
+    options = LearnerOptions(num_ranks=2, zero_stage=2, micro_batch_size=4, mini_batches=2, lr=LR,
+                             attn_implementation="eager")
     group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, TEMPERATURE, step_timeout_s=120)
     ray = ray_cluster
     batches = {name: [ray.put(item) for item in scored_batch(seed, poison)]

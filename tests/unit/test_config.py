@@ -62,6 +62,7 @@ def test_component_options_are_checked_against_the_component() -> None:
         ("rollout.sampling.temperature=0", "training needs sampling"),
         ("learner.mini_batches=3", "does not divide the batch of 16 samples"),
         ("learner.zero_stage=5", "ZeRO stages are 0, 1, 2 or 3"),
+        ("learner.attn_implementation=flash", "valid kernels are sdpa, eager"),
         ("model.path=/nonexistent", "no config.json in '/nonexistent'"),
         ("data.train_path=missing.jsonl", "data.train_path: no file at"),
         ("reward.fn.path=nope.py", "reward file 'nope.py' not found"),
