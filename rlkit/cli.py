@@ -1,4 +1,5 @@
-"""`rlkit train|check|show-config RECIPE [key=value ...]`."""
+"""`rlkit train|check|show-config RECIPE [key=value ...]`, `rlkit sweep RECIPE --methods ...`,
+`rlkit compare RUN_DIR ...`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,22 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("overrides", nargs="*", help="key=value overrides")
         if name == "show-config":
             command.add_argument("--docs", action="store_true", help="list every key with its default and meaning")
+    text = "run the recipe once per method (and seed), grouped for comparison"
+    command = commands.add_parser("sweep", help=text, description=text, epilog=USAGE_EPILOG)
+    command.add_argument("recipe")
+    command.add_argument("overrides", nargs="*", help="key=value overrides for every run")
+    command.add_argument("--methods", required=True, help="comma-separated, e.g. grpo,clip_cov,kl_cov,steer")
+    command.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per method (default 1)")
+    command.add_argument("--name", help="sweep name: W&B group and run-name prefix (default <recipe>-<time>)")
+    command.add_argument("--out", help="folder for the runs and sweep.json (default runs/sweeps/<name>)")
+    command.add_argument("--submit", metavar="ADDRESS",
+                         help="submit each run as a Ray job to this address (e.g. http://127.0.0.1:8265) instead of running locally")
+    command.add_argument("--working-dir", default=".", help="working directory shipped with each Ray job (default .)")
+    text = "runs side by side: compare.png (curves vs step and wall time) and compare.md (table)"
+    command = commands.add_parser("compare", help=text, description=text)
+    command.add_argument("runs", nargs="+", help="run folders, or sweep folders (holding sweep.json)")
+    command.add_argument("--out", default="runs/compare", help="where compare.png and compare.md go")
+    command.add_argument("--title", help="figure and page title (default: the labels)")
     return parser
 
 
@@ -32,8 +49,35 @@ def _split(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # Overrides may also follow options (`rlkit sweep R --methods a,b key=value`).
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     from rlkit.config import ConfigError, load_config, to_yaml
+
+    if args.command == "sweep":
+        from rlkit.sweep import sweep
+
+        methods = [method.strip() for method in args.methods.split(",") if method.strip()]
+        try:
+            return sweep(args.recipe, methods, args.seeds, args.name, args.out, args.overrides, args.submit, args.working_dir)
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    if args.command == "compare":
+        from rlkit.compare import compare
+
+        try:
+            figure, table = compare(args.runs, args.out, args.title)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {figure}\nwrote {table}")
+        return 0
 
     if args.command == "show-config" and args.docs:
         from rlkit.config.fielddocs import walk_fields
