@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlkit import rise
 from rlkit.algorithms.options import resolve_rollout_correction
@@ -31,7 +32,8 @@ from rlkit.models import resolve_model
 from rlkit.reward.loader import labeled_functions
 from rlkit.reward.worker import RewardWorker
 from rlkit.rollout.worker import RolloutWorker
-from rlkit.runtime import actor_env, cuda_available, ray_session
+from rlkit.placement import StageDemand, bundle_strategy, cluster_has_gpus, describe, release, reserve
+from rlkit.runtime import actor_env, ray_session
 from rlkit.store.datastore import DataStore
 from rlkit.sync import WeightSync
 from rlkit.tracking.metrics_log import MetricsLog
@@ -40,6 +42,23 @@ from rlkit.tracking.progress import Progress
 from rlkit.types import Prompt, RolloutRequest, ScoredSample
 
 HEALTH_CHECK_S = 5.0
+
+
+def stage_demands(config: TrainConfig, gpus: bool) -> list[StageDemand]:
+    """Each stage's actors and what one of them needs from the cluster."""
+    learner_gpus = config.learner.gpus_per_rank
+    if learner_gpus is None:
+        learner_gpus = 1.0 if gpus or config.learner.backend == "nccl" else 0.0
+    return [
+        StageDemand("rollout", config.rollout.num_workers,
+                    {"CPU": config.rollout.cpus_per_worker, "GPU": config.rollout.gpus_per_worker, **config.rollout.resources},
+                    "rollout.num_workers / cpus_per_worker / gpus_per_worker / resources"),
+        StageDemand("reward", config.reward.num_workers, {"CPU": config.reward.cpus_per_worker, **config.reward.resources},
+                    "reward.num_workers / cpus_per_worker / resources"),
+        StageDemand("learner", config.learner.num_ranks,
+                    {"CPU": config.learner.cpus_per_rank, "GPU": learner_gpus, **config.learner.resources},
+                    "learner.num_ranks / cpus_per_rank / gpus_per_rank / resources"),
+    ]
 
 
 class StageFailed(RuntimeError):
@@ -56,25 +75,41 @@ class Stages:
     learners: LearnerGroup
     sync: WeightSync
     loops: dict[Any, str] = field(default_factory=dict)  # run() ref -> worker name
+    groups: dict[str, Any] = field(default_factory=dict)  # stage -> its placement group
 
     @staticmethod
     def start(config: TrainConfig, model_path: str) -> "Stages":
         env = actor_env()
-        store = DataStore.remote()
-        on_gpu = cuda_available()
-        rollout_cls = ray.remote(num_cpus=config.rollout.cpus_per_worker,
-                                 num_gpus=config.rollout.gpus_per_worker if on_gpu else 0)(RolloutWorker)
-        reward_cls = ray.remote(num_cpus=config.reward.cpus_per_worker)(RewardWorker)
+        # The store lives beside the driver, which feeds it prompts and reads every batch from it.
+        store = DataStore.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=True)).remote()
+        demands = stage_demands(config, cluster_has_gpus())
+        groups = reserve(demands, config.placement.strategy, config.placement.timeout_s)
+        try:
+            return Stages._start_actors(config, model_path, env, store, demands, groups)
+        except BaseException:
+            release(groups)
+            raise
+
+    @staticmethod
+    def _start_actors(config: TrainConfig, model_path: str, env: dict[str, str], store: Any,
+                      demands: list[StageDemand], groups: dict[str, Any]) -> "Stages":
+        need = {demand.stage: demand.bundle for demand in demands}
+        rollout_options = {"num_cpus": need["rollout"]["CPU"], "num_gpus": need["rollout"].get("GPU", 0),
+                           "resources": dict(config.rollout.resources) or None}
+        reward_options = {"num_cpus": need["reward"]["CPU"], "resources": dict(config.reward.resources) or None}
         rollout = [
-            rollout_cls.remote(f"rollout-{i}", store, model_path, config.rollout.engine, config.rollout.engine_options,
-                               config.rollout.sampling, config.rollout.prompts_per_request, env, config.rollout.env,
-                               list(config.rollout.cpu_cores))
+            ray.remote(RolloutWorker).options(**rollout_options, **bundle_strategy(groups, "rollout", i)).remote(
+                f"rollout-{i}", store, model_path, config.rollout.engine, config.rollout.engine_options,
+                config.rollout.sampling, config.rollout.prompts_per_request, env, config.rollout.env,
+                list(config.rollout.cpu_cores))
             for i in range(config.rollout.num_workers)
         ]
         reward = [
-            reward_cls.remote(f"reward-{i}", store, labeled_functions(config.reward.fn, config.reward.fns), config.reward.timeout_s,
-                              config.reward.processes_per_worker, env=env, extra=dict(config.reward.extra),
-                              cpu_cores=list(config.reward.cpu_cores))
+            ray.remote(RewardWorker).options(**reward_options, **bundle_strategy(groups, "reward", i)).remote(
+                f"reward-{i}", store, labeled_functions(config.reward.fn, config.reward.fns), config.reward.timeout_s,
+                config.reward.processes_per_worker, env=env, extra=dict(config.reward.extra),
+                cpu_cores=list(config.reward.cpu_cores))
             for i in range(config.reward.num_workers)
         ]
         algorithm = config.algorithm
@@ -82,12 +117,17 @@ class Stages:
             budget = config.rollout.env.max_episode_tokens if config.rollout.env.name else config.rollout.sampling.max_new_tokens
             algorithm = dataclasses.replace(algorithm, loss_scale_factor=float(budget))
         algorithm = resolve_rollout_correction(algorithm, config.sync.max_staleness)
-        learners = LearnerGroup(model_path, config.learner, algorithm, config.rollout.sampling.temperature, env=env)
+        learners = LearnerGroup(
+            model_path, config.learner, algorithm, config.rollout.sampling.temperature, env=env,
+            num_cpus_per_rank=need["learner"]["CPU"], num_gpus_per_rank=need["learner"].get("GPU", 0),
+            rank_options=[{**bundle_strategy(groups, "learner", rank),
+                           **({"resources": dict(config.learner.resources)} if config.learner.resources else {})}
+                          for rank in range(config.learner.num_ranks)])
         ray.get([actor.ready.remote() for actor in rollout + reward])
         dtype = config.rollout.engine_options.dtype if config.sync.dtype == "auto" else config.sync.dtype
         names = [f"rollout-{i}" for i in range(len(rollout))]
         sync = WeightSync(learners, store, names, config.sync.timeout_s, dtype)
-        stages = Stages(store, rollout, reward, learners, sync)
+        stages = Stages(store, rollout, reward, learners, sync, groups=groups)
         for index, actor in enumerate(rollout):
             stages.loops[actor.run.remote()] = f"rollout-{index}"
         for index, actor in enumerate(reward):
@@ -126,6 +166,9 @@ class Stages:
         ray.get(self.store.close.remote())
         ray.wait(list(self.loops), num_returns=len(self.loops), timeout=30)
         self.learners.shutdown()
+        for actor in self.rollout + self.reward:
+            ray.kill(actor, no_restart=True)
+        release(self.groups)
 
 
 class RequestFeeder:
@@ -204,6 +247,7 @@ class Trainer:
         with ray_session(config.ray.address, config.ray.num_cpus):
             stages = Stages.start(config, self.model_path)
             try:
+                (self.run_dir / "placement.json").write_text(json.dumps(describe(stages.groups), indent=2))
                 return self._loop(stages)
             finally:
                 stages.stop()

@@ -128,6 +128,8 @@ def sweep(recipe: str, methods: list[str], seeds: int, name: str | None, out: st
     """Run the sweep; returns the process exit code (1 if any run failed)."""
     name = name or f"{Path(recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(out or Path("runs") / "sweeps" / name)
+    if submit:  # a job runs in a copy of the working directory: relative folders would land there
+        out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = plan_sweep(recipe, methods, seeds, name, out_dir, extra)
     manifest = write_manifest(out_dir, recipe, name, runs)

@@ -26,7 +26,7 @@ DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 def check_config(config: TrainConfig) -> list[str]:
     """All problems of a structurally valid config (empty list = ready to run)."""
     problems: list[str] = []
-    for check in (_check_names, _check_batching, _check_rollout, _check_sync, _check_paths, _check_run):
+    for check in (_check_names, _check_batching, _check_rollout, _check_sync, _check_placement, _check_paths, _check_run):
         problems.extend(check(config))
     problems.extend(f"learner.{problem}" for problem in config.learner.check())
     problems.extend(f"rollout.sampling.{problem}" for problem in config.rollout.sampling.problems())
@@ -196,6 +196,25 @@ def _check_sync(config: TrainConfig) -> list[str]:
         problems.append(f"sync.dtype: {sync.dtype!r} is not one of auto, float32, bfloat16")
     if sync.timeout_s <= 0:
         problems.append("sync.timeout_s must be > 0")
+    return problems
+
+
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+def _check_placement(config: TrainConfig) -> list[str]:
+    problems = []
+    if config.placement.strategy not in STRATEGIES:
+        problems.append(f"placement.strategy: {config.placement.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if config.placement.timeout_s <= 0:
+        problems.append("placement.timeout_s must be > 0")
+    for key, resources in (("rollout.resources", config.rollout.resources), ("reward.resources", config.reward.resources),
+                           ("learner.resources", config.learner.resources)):
+        for name, amount in resources.items():
+            if name in ("CPU", "GPU"):
+                problems.append(f"{key}: set {name} with the stage's cpus_/gpus_ keys, not as a custom resource")
+            elif not isinstance(amount, (int, float)) or amount <= 0:
+                problems.append(f"{key}.{name}: {amount!r} must be a number > 0")
     return problems
 
 

@@ -92,6 +92,8 @@ class RolloutConfig:
     """Longest the learner waits for one batch of scored groups before the run fails with the store's state."""
     gpus_per_worker: float = 0.0
     """Ray GPUs per rollout worker (set 1 on GPU clusters)."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources per rollout worker, e.g. {rollout_node: 1} to run rollout on the nodes started with that resource (docs/multinode.md)."""
     cpu_cores: list[int] = field(default_factory=list)
     """CPU cores the rollout workers run on (os.sched_setaffinity), e.g. [0]; [] = the OS schedules them. Give rollout and learner separate cores for async runs on one machine."""
 
@@ -114,6 +116,8 @@ class RewardConfig:
     """RewardWorker actors."""
     cpus_per_worker: float = 0.5
     """Ray CPUs reserved per reward worker."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources per reward worker, e.g. {rollout_node: 0.1} to score beside the engines."""
     cpu_cores: list[int] = field(default_factory=list)
     """CPU cores the reward workers and their scoring processes run on; [] = the OS schedules them."""
 
@@ -173,6 +177,16 @@ class RayConfig:
 
 
 @dataclass
+class PlacementConfig:
+    """How the stages' actors are laid out on the cluster: one Ray placement group per stage."""
+
+    strategy: str = "PACK"
+    """Placement-group strategy per stage: PACK (as few nodes as possible), SPREAD, STRICT_PACK (one node), STRICT_SPREAD (one node per actor)."""
+    timeout_s: float = 120.0
+    """Longest to wait for the stages' resources to be free before failing (another job may hold them)."""
+
+
+@dataclass
 class TrainConfig:
     """A whole training run."""
 
@@ -187,4 +201,5 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     rise: RiseConfig = field(default_factory=RiseConfig)

@@ -82,11 +82,13 @@ class LearnerGroup:
         num_gpus_per_rank: float | None = None,
         setup_timeout_s: float = 600.0,
         step_timeout_s: float = 3600.0,
+        rank_options: list[dict[str, Any]] | None = None,
     ) -> None:
         """Start the ranks and wait until every one has built its engine.
 
         `temperature` is the rollout's sampling temperature (log-probs are of logits / T);
-        `env` holds environment variables for the rank processes (Ray runtime_env).
+        `env` holds environment variables for the rank processes (Ray runtime_env);
+        `rank_options` holds extra Ray actor options per rank (its placement-group bundle).
         """
         problems = options.check()
         if problems:
@@ -95,13 +97,12 @@ class LearnerGroup:
             num_gpus_per_rank = 1.0 if _wants_gpu(options) else 0.0
         self.options = options
         self.step_timeout_s = step_timeout_s
-        actor = ray.remote(LearnerRank).options(
-            num_cpus=num_cpus_per_rank,
-            num_gpus=num_gpus_per_rank,
-            runtime_env={"env_vars": dict(env)} if env else None,
-        )
+        common = {"num_cpus": num_cpus_per_rank, "num_gpus": num_gpus_per_rank,
+                  "runtime_env": {"env_vars": dict(env)} if env else None}
+        per_rank = rank_options or [{} for _ in range(options.num_ranks)]
         self.ranks = [
-            actor.remote(rank, options.num_ranks, None, None, str(model_path), options, algorithm, temperature)
+            ray.remote(LearnerRank).options(**common, **per_rank[rank]).remote(
+                rank, options.num_ranks, None, None, str(model_path), options, algorithm, temperature)
             for rank in range(options.num_ranks)
         ]
         try:

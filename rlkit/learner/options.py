@@ -46,6 +46,12 @@ class LearnerOptions:
     """torch threads per rank on CPU. In sync mode the rollout is idle while the learner trains, so one rank may use every core."""
     cpu_cores: list[int] = field(default_factory=list)
     """CPU cores the learner ranks run on (os.sched_setaffinity), e.g. [1]; [] = the OS schedules them."""
+    cpus_per_rank: float = 1.0
+    """Ray CPUs reserved per learner rank."""
+    gpus_per_rank: float | None = None
+    """Ray GPUs per learner rank; null = 1 when the cluster has GPUs, else 0."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources per rank, e.g. {learner_node: 1} to train on the nodes started with that resource."""
     backend: str = "auto"
     """torch.distributed backend: auto (nccl with CUDA, else gloo) | gloo | nccl."""
     seed: int = 0
@@ -76,6 +82,8 @@ class LearnerOptions:
             problems.append(
                 "dtype='float16' with backend='gloo': DeepSpeed refuses fp16 on CPU; use bfloat16 or float32"
             )
+        if self.cpus_per_rank < 0 or (self.gpus_per_rank is not None and self.gpus_per_rank < 0):
+            problems.append("cpus_per_rank and gpus_per_rank must be ≥ 0")
         if self.lr <= 0:
             problems.append(f"lr={self.lr}: the learning rate must be > 0")
         if self.weight_decay < 0:

@@ -62,6 +62,10 @@ class RolloutWorker:
     def ready(self) -> str:
         return self.name
 
+    def node_id(self) -> str:
+        """The Ray node this worker runs on (placement checks)."""
+        return ray.get_runtime_context().get_node_id()
+
     def run(self) -> dict[str, float]:
         """Serve requests until the store closes; returns counters for the final report."""
         while True:

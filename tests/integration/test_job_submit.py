@@ -63,3 +63,31 @@ def test_failing_job_makes_submit_fail(ray_head) -> None:
     result = submit(ray_head["address"], "python", "-m", "rlkit.train", "recipes/tiny_cpu.yaml", "rollout.n=1")
     assert result.returncode != 0
     assert "group-relative advantages need at least 2 samples" in result.stdout + result.stderr
+
+
+def test_sweep_as_ray_jobs_groups_runs_in_wandb_and_compares(ray_head, tmp_path: Path) -> None:
+    """`rlkit sweep --submit`: one Ray job per method, W&B (offline) runs named, grouped and
+    tagged per method, then `rlkit compare` on the sweep folder."""
+    out = tmp_path / "sweep"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "WANDB_API_KEY")}
+    env.update({"RAY_AUTH_MODE": "disabled", "WANDB_MODE": "offline"})
+    rlkit = [sys.executable, "-m", "rlkit.cli"]
+    done = subprocess.run([*rlkit, "sweep", "recipes/tiny_cpu.yaml", "--methods", "grpo,steer", "--name", "tiny-cmp",
+                           "--out", str(out), "--submit", ray_head["address"], "run.steps=2", "eval.num_prompts=4",
+                           "logging.wandb=true", "logging.progress_bar=false"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    manifest = __import__("json").loads((out / "sweep.json").read_text())
+    assert [(run["method"], run["status"]) for run in manifest["runs"]] == [("grpo", "ok"), ("steer", "ok")]
+    for method in ("grpo", "steer"):
+        run_dir = out / method / "seed0"
+        assert [row["step"] for row in read_metrics(run_dir / "metrics.jsonl") if "reward/mean" in row] == [1, 2]
+        records = b"".join(path.read_bytes() for path in run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+        for expected in (b"tiny-cmp", f"tiny-cmp-{method}-s0".encode(), method.encode()):
+            assert expected in records, f"{expected!r} missing from the W&B run of {method}"
+    compared = subprocess.run([*rlkit, "compare", str(out), "--out", str(tmp_path / "cmp")], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert compared.returncode == 0, compared.stderr
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| grpo | 1 |" in table and "| steer | 1 |" in table
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
