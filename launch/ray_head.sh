@@ -15,7 +15,7 @@
 # Token authentication is on (RAY_AUTH_MODE=token): the token is RAY_AUTH_TOKEN if set, else
 # ~/.ray/auth_token (created here if missing). Every worker node and every `ray job submit`
 # needs the same token: copy the file, or export RAY_AUTH_TOKEN, on each machine. It is never
-# printed. --no-auth turns it off, and is refused together with a non-loopback dashboard host.
+# printed. --no-auth turns it off, and only on a one-machine cluster (--ip and dashboard on 127.0.0.1).
 set -euo pipefail
 
 IP=127.0.0.1 PORT=6379 DASHBOARD_HOST=127.0.0.1 DASHBOARD_PORT=8265 RESOURCES='{}' AUTH=token
@@ -36,9 +36,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-if [[ "$AUTH" == disabled && "$DASHBOARD_HOST" != 127.0.0.1 && "$DASHBOARD_HOST" != localhost ]]; then
-  echo "ray_head.sh: refusing --no-auth with --dashboard-host $DASHBOARD_HOST: anyone who reaches that port" \
-       "could run code on the cluster. Keep the token, or keep the dashboard on 127.0.0.1." >&2
+if [[ "$AUTH" == disabled && ( "$IP" != 127.0.0.1 || "$DASHBOARD_HOST" != 127.0.0.1 ) ]]; then
+  echo "ray_head.sh: refusing --no-auth with --ip $IP / --dashboard-host $DASHBOARD_HOST: the GCS, Ray client" \
+       "and job ports would let anyone who reaches them run code on the cluster. Keep the token;" \
+       "--no-auth is for a one-machine cluster on 127.0.0.1 only." >&2
   exit 2
 fi
 export RAY_AUTH_MODE="$AUTH"
@@ -51,7 +52,7 @@ ray start --head --node-ip-address "$IP" --port "$PORT" \
   --object-manager-port 8076 --node-manager-port 8077 --dashboard-agent-grpc-port 8078 \
   --dashboard-agent-listen-port 52365 --runtime-env-agent-port 8079 --metrics-export-port 8080 \
   --ray-client-server-port 10001 --min-worker-port 20000 --max-worker-port 20999 \
-  --resources "$RESOURCES" --disable-usage-stats "${EXTRA[@]}"
+  --resources "$RESOURCES" --disable-usage-stats ${EXTRA[@]+"${EXTRA[@]}"}
 
 cat <<INFO
 

@@ -36,5 +36,5 @@ ray start --address "$HEAD" --node-ip-address "$IP" \
   --object-manager-port 8076 --node-manager-port 8077 --dashboard-agent-grpc-port 8078 \
   --dashboard-agent-listen-port 52365 --runtime-env-agent-port 8079 --metrics-export-port 8080 \
   --min-worker-port 20000 --max-worker-port 20999 \
-  --resources "$RESOURCES" --disable-usage-stats "${EXTRA[@]}"
+  --resources "$RESOURCES" --disable-usage-stats ${EXTRA[@]+"${EXTRA[@]}"}
 echo "joined $HEAD as $IP; check with: ray status --address $HEAD"

@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--submit", metavar="ADDRESS",
                          help="submit each run as a Ray job to this address (e.g. http://127.0.0.1:8265) instead of running locally")
     command.add_argument("--working-dir", default=".", help="working directory shipped with each Ray job (default .)")
+    command.add_argument("--parallel", type=int, default=1, help="Ray jobs running at once with --submit (default 1)")
     text = "runs side by side: compare.png (curves vs step and wall time) and compare.md (table)"
     command = commands.add_parser("compare", help=text, description=text)
     command.add_argument("runs", nargs="+", help="run folders, or sweep folders (holding sweep.json)")
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
         methods = [method.strip() for method in args.methods.split(",") if method.strip()]
         try:
-            return sweep(args.recipe, methods, args.seeds, args.name, args.out, args.overrides, args.submit, args.working_dir)
+            return sweep(args.recipe, methods, args.seeds, args.name, args.out, args.overrides, args.submit,
+                         args.working_dir, args.parallel)
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

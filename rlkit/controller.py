@@ -32,7 +32,7 @@ from rlkit.models import resolve_model
 from rlkit.reward.loader import labeled_functions
 from rlkit.reward.worker import RewardWorker
 from rlkit.rollout.worker import RolloutWorker
-from rlkit.placement import StageDemand, bundle_strategy, cluster_has_gpus, describe, release, reserve
+from rlkit.placement import StageDemand, alive_nodes, bundle_strategy, cluster_has_gpus, describe, release, reserve
 from rlkit.runtime import actor_env, ray_session
 from rlkit.store.datastore import DataStore
 from rlkit.sync import WeightSync
@@ -47,8 +47,9 @@ HEALTH_CHECK_S = 5.0
 def stage_demands(config: TrainConfig, gpus: bool) -> list[StageDemand]:
     """Each stage's actors and what one of them needs from the cluster."""
     learner_gpus = config.learner.gpus_per_rank
-    if learner_gpus is None:
-        learner_gpus = 1.0 if gpus or config.learner.backend == "nccl" else 0.0
+    if learner_gpus is None:  # as the backend will use them: nccl needs a GPU per rank, gloo none
+        backend = config.learner.backend
+        learner_gpus = 1.0 if backend == "nccl" or (backend == "auto" and gpus) else 0.0
     return [
         StageDemand("rollout", config.rollout.num_workers,
                     {"CPU": config.rollout.cpus_per_worker, "GPU": config.rollout.gpus_per_worker, **config.rollout.resources},
@@ -79,7 +80,7 @@ class Stages:
 
     @staticmethod
     def start(config: TrainConfig, model_path: str) -> "Stages":
-        env = actor_env()
+        env = actor_env(single_machine=len({node["ip"] for node in alive_nodes()}) == 1)
         # The store lives beside the driver, which feeds it prompts and reads every batch from it.
         store = DataStore.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
             ray.get_runtime_context().get_node_id(), soft=True)).remote()
@@ -163,12 +164,14 @@ class Stages:
                 )
 
     def stop(self) -> None:
-        ray.get(self.store.close.remote())
-        ray.wait(list(self.loops), num_returns=len(self.loops), timeout=30)
-        self.learners.shutdown()
-        for actor in self.rollout + self.reward:
-            ray.kill(actor, no_restart=True)
-        release(self.groups)
+        try:
+            ray.get(self.store.close.remote())
+            ray.wait(list(self.loops), num_returns=len(self.loops), timeout=30)
+        finally:
+            self.learners.shutdown()
+            for actor in self.rollout + self.reward:
+                ray.kill(actor, no_restart=True)
+            release(self.groups)  # the cluster's resources are free for the next run even after a failure
 
 
 class RequestFeeder:

@@ -113,15 +113,16 @@ def reserve(demands: list[StageDemand], strategy: str, timeout_s: float) -> dict
             bundle = demand.nonzero_bundle()
             if demand.count < 1 or not bundle:
                 continue
-            group = placement_group([dict(bundle) for _ in range(demand.count)], strategy=strategy, name=f"rlkit-{demand.stage}")
+            group = placement_group([dict(bundle) for _ in range(demand.count)], strategy=strategy)
             groups[demand.stage] = group
             ready, _ = ray.wait([group.ready()], timeout=timeout_s)
             if not ready:
                 raise PlacementError(
                     f"{demand.stage}: {demand.count} × {_format(bundle)} ({strategy}) not free within "
                     f"{timeout_s:g} s; the cluster has {_format(ray.cluster_resources())} of which free now: "
-                    f"{_format(ray.available_resources())}. Other jobs may hold them; raise placement.timeout_s "
-                    f"or change {demand.keys}"
+                    f"{_format(ray.available_resources())}. Other jobs may hold them (raise placement.timeout_s), "
+                    f"or no layout of the nodes fits the {strategy} strategy (change {demand.keys} or "
+                    "placement.strategy)"
                 )
     except BaseException:
         for group in groups.values():
@@ -138,7 +139,7 @@ def bundle_strategy(groups: dict[str, Any], stage: str, index: int) -> dict[str,
     if group is None:
         return {}
     return {"scheduling_strategy": PlacementGroupSchedulingStrategy(
-        placement_group=group, placement_group_bundle_index=index, placement_group_capture_child_tasks=True)}
+        placement_group=group, placement_group_bundle_index=index)}
 
 
 def describe(groups: dict[str, Any]) -> dict[str, list[dict[str, str]]]:

@@ -50,15 +50,18 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def actor_env() -> dict[str, str]:
-    """Environment for actors: defaults for this machine kind, overridden by the caller's env."""
+def actor_env(single_machine: bool = True) -> dict[str, str]:
+    """Environment for actors: defaults for this machine kind, overridden by the caller's env.
+    Gloo is kept on the loopback interface only when every actor runs on one machine."""
     env = dict(ACTOR_ENV_DEFAULTS)
+    if not single_machine:
+        env.pop("GLOO_SOCKET_IFNAME", None)
     if not cuda_available():
         env["DS_ACCELERATOR"] = "cpu"
     else:
         for key in ("GLOO_SOCKET_IFNAME", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS"):
-            env.pop(key)
-    for key in list(env) + ["TORCH_EXTENSIONS_DIR", "RLKIT_CACHE", "WANDB_MODE", "VLLM_LOGGING_LEVEL"]:
+            env.pop(key, None)
+    for key in list(env) + ["TORCH_EXTENSIONS_DIR", "RLKIT_CACHE", "WANDB_MODE", "VLLM_LOGGING_LEVEL", "GLOO_SOCKET_IFNAME"]:
         if key in os.environ:
             env[key] = os.environ[key]
     env.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/rlkit/torch_extensions"))

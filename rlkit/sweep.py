@@ -9,8 +9,10 @@ folder and outcome, which `rlkit compare <out>` reads.
 
 Locally the runs go one after another, each in its own `python -m rlkit.train` process (its own
 Ray, nothing shared). With `--submit ADDRESS` each run is a Ray job on that cluster
-(`ray job submit` semantics: the working directory travels with it); the cluster's nodes then
-need a shared filesystem at `--out` for `rlkit compare` to read the runs afterwards.
+(`ray job submit` semantics: the working directory travels with it), `--parallel` at a time
+(default 1: each run reserves its stages' resources, and runs the cluster cannot hold at once
+would time out waiting); the cluster's nodes then need a shared filesystem at `--out` for
+`rlkit compare` to read the runs afterwards.
 """
 
 from __future__ import annotations
@@ -100,42 +102,50 @@ def run_local(recipe: str, run: SweepRun) -> SweepRun:
     return run
 
 
-def run_ray_jobs(recipe: str, runs: list[SweepRun], address: str, working_dir: str, poll_s: float = 10.0) -> None:
-    """Submit every run as a Ray job, then wait for all of them (the cluster schedules them)."""
+def run_ray_jobs(recipe: str, runs: list[SweepRun], address: str, working_dir: str, parallel: int,
+                 on_change: Any = None, poll_s: float = 5.0) -> None:
+    """Run every run as a Ray job, at most `parallel` at a time: each job reserves its stages'
+    resources when it starts, and jobs beyond what the cluster holds would time out waiting."""
     import shlex
 
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(address)
-    jobs = {}
-    for run in runs:
-        entrypoint = shlex.join(["python", "-m", "rlkit.train", recipe, *run.overrides])
-        jobs[client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": working_dir})] = run
-        run.status = "submitted"
-    started = time.monotonic()
-    while jobs:
+    waiting, jobs = list(runs), {}
+    while waiting or jobs:
+        while waiting and len(jobs) < parallel:
+            run = waiting.pop(0)
+            entrypoint = shlex.join(["python", "-m", "rlkit.train", recipe, *run.overrides])
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": working_dir})
+            jobs[job_id] = (run, time.monotonic())
+            run.status, run.log = "submitted", f"ray job logs {job_id}"
+            print(f"submitted {run.method} seed {run.seed} as {job_id}", flush=True)
         time.sleep(poll_s)
-        for job_id, run in list(jobs.items()):
+        for job_id, (run, started) in list(jobs.items()):
             status = client.get_job_status(job_id)
             if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
                 run.status = "ok" if status == JobStatus.SUCCEEDED else "failed"
-                run.seconds, run.log = time.monotonic() - started, f"ray job logs {job_id}"
+                run.seconds = time.monotonic() - started
+                print(f"    {run.method} seed {run.seed}: {run.status} in {run.seconds:.0f} s", flush=True)
                 del jobs[job_id]
+                if on_change:
+                    on_change()
 
 
 def sweep(recipe: str, methods: list[str], seeds: int, name: str | None, out: str | None, extra: list[str],
-          submit: str | None = None, working_dir: str = ".") -> int:
+          submit: str | None = None, working_dir: str = ".", parallel: int = 1) -> int:
     """Run the sweep; returns the process exit code (1 if any run failed)."""
+    if parallel < 1:
+        raise ConfigError("--parallel", [f"--parallel {parallel}: need at least 1"])
     name = name or f"{Path(recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out_dir = Path(out or Path("runs") / "sweeps" / name)
-    if submit:  # a job runs in a copy of the working directory: relative folders would land there
-        out_dir = out_dir.resolve()
+    # Absolute: a Ray job runs in a copy of the working directory, and `rlkit compare` may run elsewhere.
+    out_dir = Path(out or Path("runs") / "sweeps" / name).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = plan_sweep(recipe, methods, seeds, name, out_dir, extra)
     manifest = write_manifest(out_dir, recipe, name, runs)
     print(f"sweep {name}: {len(runs)} runs ({', '.join(methods)} × {seeds} seed(s)) → {out_dir}")
     if submit:
-        run_ray_jobs(recipe, runs, submit, working_dir)
+        run_ray_jobs(recipe, runs, submit, working_dir, parallel, lambda: write_manifest(out_dir, recipe, name, runs))
     else:
         for index, run in enumerate(runs, 1):
             print(f"[{index}/{len(runs)}] {run.method} seed {run.seed} ...", flush=True)
@@ -145,6 +155,7 @@ def sweep(recipe: str, methods: list[str], seeds: int, name: str | None, out: st
     write_manifest(out_dir, recipe, name, runs)
     failed = [run for run in runs if run.status != "ok"]
     for run in failed:
-        print(f"failed: {run.method} seed {run.seed} (exit {run.exit_code}); see {run.log}", file=sys.stderr)
+        how = f"exit {run.exit_code}" if run.exit_code is not None else run.status
+        print(f"failed: {run.method} seed {run.seed} ({how}); see {run.log}", file=sys.stderr)
     print(f"manifest: {manifest}\ncompare with: rlkit compare {out_dir}")
     return 1 if failed else 0

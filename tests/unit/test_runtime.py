@@ -31,3 +31,13 @@ def test_pinning_to_a_core_this_process_cannot_use_names_the_available_ones() ->
         pin_cpus([4096], "learner")
     pin_cpus([], "learner")  # nothing to do
     assert os.sched_getaffinity(0) == before
+
+
+def test_gloo_stays_on_loopback_only_on_one_machine(monkeypatch) -> None:
+    from rlkit.runtime import actor_env
+
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    assert actor_env(single_machine=True).get("GLOO_SOCKET_IFNAME") == "lo"
+    assert "GLOO_SOCKET_IFNAME" not in actor_env(single_machine=False)  # gloo picks the routable interface
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth1")
+    assert actor_env(single_machine=False)["GLOO_SOCKET_IFNAME"] == "eth1"  # the user's choice travels

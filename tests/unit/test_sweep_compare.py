@@ -1,5 +1,5 @@
 """`rlkit sweep` planning and `rlkit compare` on run folders written here (the end-to-end sweep
-on real training runs is tests/integration/test_sweep.py)."""
+on real training runs, as Ray jobs, is in tests/integration/test_job_submit.py)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def test_plan_fails_before_any_run_on_a_bad_method_or_override(tmp_path: Path) -
     with pytest.raises(ConfigError, match='did you mean "learner.lr"'):
         plan_sweep(RECIPE, ["grpo"], 1, "x", tmp_path, ["learner.lrr=1"])
     assert main(["sweep", RECIPE, "--methods", "grpo", "--out", str(tmp_path / "s"), "learner.lrr=1"]) == 1
+    assert main(["sweep", RECIPE, "--methods", "grpo", "--out", str(tmp_path / "s"), "--parallel", "0"]) == 1
 
 
 def fake_run(folder: Path, tag: str, seed: int, reward_slope: float, steps: int = 6) -> Path:
