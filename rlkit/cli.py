@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("runs", nargs="+", help="run folders, or sweep folders (holding sweep.json)")
     command.add_argument("--out", default="runs/compare", help="where compare.png and compare.md go")
     command.add_argument("--title", help="figure and page title (default: the labels)")
+    command.add_argument("--smooth", type=int, default=1, metavar="N",
+                         help="plot training curves as a trailing mean of N steps (default 1: as logged)")
     return parser
 
 
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         from rlkit.compare import compare
 
         try:
-            figure, table = compare(args.runs, args.out, args.title)
+            figure, table = compare(args.runs, args.out, args.title, args.smooth)
         except (FileNotFoundError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

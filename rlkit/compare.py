@@ -89,12 +89,22 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     return dict(sorted(groups.items()))
 
 
-def band(runs: list[Run], key: str, x: str) -> tuple[list[float], list[float], list[float], list[float]]:
-    """Mean, min and max over runs on a common x grid. Steps line up as they are; wall times
-    are interpolated onto the grid of the first run, within the span every run covers."""
+def smoothed(points: list[tuple[float, float]], window: int) -> list[tuple[float, float]]:
+    """Trailing mean over `window` points (1 = as logged): per-step RL curves are noisy."""
+    if window <= 1:
+        return points
+    values = [v for _, v in points]
+    return [(x, sum(values[max(0, i - window + 1): i + 1]) / (i + 1 - max(0, i - window + 1)))
+            for i, (x, _) in enumerate(points)]
+
+
+def band(runs: list[Run], key: str, x: str, window: int = 1) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Mean, min and max over runs on a common x grid, each run's curve smoothed over `window`
+    points first. Steps line up as they are; wall times are interpolated onto the grid of the
+    first run, within the span every run covers."""
     import numpy as np
 
-    series = [run.series(key, x) for run in runs]
+    series = [smoothed(run.series(key, x), window) for run in runs]
     series = [points for points in series if points]
     if not series:
         return [], [], [], []
@@ -102,16 +112,16 @@ def band(runs: list[Run], key: str, x: str) -> tuple[list[float], list[float], l
         common = sorted(set.intersection(*(set(p for p, _ in points) for points in series)))
         values = np.array([[dict(points)[p] for p in common] for points in series])
         grid = np.array(common, dtype=float)
-    else:
-        end = min(points[-1][0] for points in series)
-        grid = np.array([p for p, _ in series[0] if p <= end], dtype=float)
+    else:  # every run's own times, within the span all of them cover
+        start, end = max(points[0][0] for points in series), min(points[-1][0] for points in series)
+        grid = np.array(sorted({p for points in series for p, _ in points if start <= p <= end}), dtype=float)
         values = np.array([np.interp(grid, [p for p, _ in points], [v for _, v in points]) for points in series])
     if grid.size == 0:
         return [], [], [], []
     return grid.tolist(), values.mean(0).tolist(), values.min(0).tolist(), values.max(0).tolist()
 
 
-def plot_comparison(groups: dict[str, list[Run]], path: Path, title: str) -> Path:
+def plot_comparison(groups: dict[str, list[Run]], path: Path, title: str, window: int = 1) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,7 +132,8 @@ def plot_comparison(groups: dict[str, list[Run]], path: Path, title: str) -> Pat
         for column, (key, label) in enumerate(PANELS):
             axis = axes[row][column]
             for name, runs in groups.items():
-                grid, mean, low, high = band(runs, key, x)
+                # Held-out points are few and already averages: never smoothed.
+                grid, mean, low, high = band(runs, key, x, 1 if key.startswith("eval/") else window)
                 if not grid:
                     continue
                 marker = "o" if key.startswith("eval/") else None
@@ -133,7 +144,8 @@ def plot_comparison(groups: dict[str, list[Run]], path: Path, title: str) -> Pat
             axis.set_xlabel(xlabel)
             axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    figure.suptitle(f"{title}: mean over seeds, band = min–max")
+    smoothing = f", training curves: trailing mean of {window} steps" if window > 1 else ""
+    figure.suptitle(f"{title}: mean over seeds, band = min–max{smoothing}")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -176,13 +188,13 @@ def summary_table(groups: dict[str, list[Run]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(paths: list[str], out: str, title: str | None = None) -> tuple[Path, Path]:
+def compare(paths: list[str], out: str, title: str | None = None, window: int = 1) -> tuple[Path, Path]:
     """Write compare.png and compare.md to `out`; returns their paths."""
     groups = group_runs(find_runs(paths))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = title or " vs ".join(groups)
-    figure = plot_comparison(groups, out_dir / "compare.png", title)
+    figure = plot_comparison(groups, out_dir / "compare.png", title, window)
     runs_list = "\n".join(f"- {name}: " + ", ".join(str(run.run_dir) for run in runs) for name, runs in groups.items())
     table = summary_table(groups)
     text = (f"# {title}\n\n![comparison](compare.png)\n\n{table}\n"

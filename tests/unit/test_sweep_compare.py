@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from rlkit.cli import main
-from rlkit.compare import band, compare, find_runs, group_runs
+from rlkit.compare import band, compare, find_runs, group_runs, smoothed
 from rlkit.config.load import ConfigError, load_config
 from rlkit.sweep import SweepRun, plan_sweep, write_manifest
 
@@ -66,9 +66,9 @@ def test_compare_groups_by_method_and_writes_figure_and_table(tmp_path: Path) ->
     grid, mean, low, high = band(groups["grpo"], "reward/mean", "step")
     assert grid == [1, 2, 3, 4, 5, 6]
     assert mean[0] == pytest.approx(0.105) and low[0] == pytest.approx(0.1) and high[0] == pytest.approx(0.11)
-    # Wall time: seed 1 is 1 s behind; interpolated onto seed 0's grid within the common span.
+    # Wall time: seed 1 is 1 s behind; both interpolated onto their joint times within the common span.
     grid, mean, _, _ = band(groups["grpo"], "reward/mean", "wall")
-    assert grid[0] == 10.0 and grid[-1] == 60.0
+    assert grid[:3] == [11.0, 20.0, 21.0] and grid[-1] == 60.0
     assert mean[1] == pytest.approx((0.2 + (0.1 * 1.9 + 0.01)) / 2)
 
     figure, table = compare([str(p) for p in sorted(tmp_path.glob("*/s*"))], str(tmp_path / "out"), "test")
@@ -92,3 +92,10 @@ def test_compare_reads_a_sweep_manifest_and_skips_failed_runs(tmp_path: Path) ->
 def test_compare_says_what_a_folder_lacks(tmp_path: Path, capsys) -> None:
     assert main(["compare", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     assert "neither a run folder (no metrics.jsonl) nor a sweep folder" in capsys.readouterr().err
+
+
+def test_smoothing_is_a_trailing_mean() -> None:
+    points = [(1, 0.0), (2, 1.0), (3, 2.0), (4, 3.0)]
+    assert smoothed(points, 1) == points
+    assert smoothed(points, 2) == [(1, 0.0), (2, 0.5), (3, 1.5), (4, 2.5)]
+    assert smoothed(points, 3)[-1] == (4, 2.0)
