@@ -80,20 +80,22 @@ class Stages:
 
     @staticmethod
     def start(config: TrainConfig, model_path: str) -> "Stages":
-        env = actor_env(single_machine=len({node["ip"] for node in alive_nodes()}) == 1)
+        single_machine = len({node["ip"] for node in alive_nodes()}) == 1
         # The store lives beside the driver, which feeds it prompts and reads every batch from it.
         store = DataStore.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
             ray.get_runtime_context().get_node_id(), soft=True)).remote()
         demands = stage_demands(config, cluster_has_gpus())
         groups = reserve(demands, config.placement.strategy, config.placement.timeout_s)
         try:
+            # Each stage's environment follows the device its actors hold, not the driver's.
+            env = {d.stage: actor_env(single_machine, gpu=d.bundle.get("GPU", 0) > 0) for d in demands}
             return Stages._start_actors(config, model_path, env, store, demands, groups)
         except BaseException:
             release(groups)
             raise
 
     @staticmethod
-    def _start_actors(config: TrainConfig, model_path: str, env: dict[str, str], store: Any,
+    def _start_actors(config: TrainConfig, model_path: str, env: dict[str, dict[str, str]], store: Any,
                       demands: list[StageDemand], groups: dict[str, Any]) -> "Stages":
         need = {demand.stage: demand.bundle for demand in demands}
         rollout_options = {"num_cpus": need["rollout"]["CPU"], "num_gpus": need["rollout"].get("GPU", 0),
@@ -102,14 +104,14 @@ class Stages:
         rollout = [
             ray.remote(RolloutWorker).options(**rollout_options, **bundle_strategy(groups, "rollout", i)).remote(
                 f"rollout-{i}", store, model_path, config.rollout.engine, config.rollout.engine_options,
-                config.rollout.sampling, config.rollout.prompts_per_request, env, config.rollout.env,
+                config.rollout.sampling, config.rollout.prompts_per_request, env["rollout"], config.rollout.env,
                 list(config.rollout.cpu_cores))
             for i in range(config.rollout.num_workers)
         ]
         reward = [
             ray.remote(RewardWorker).options(**reward_options, **bundle_strategy(groups, "reward", i)).remote(
                 f"reward-{i}", store, labeled_functions(config.reward.fn, config.reward.fns), config.reward.timeout_s,
-                config.reward.processes_per_worker, env=env, extra=dict(config.reward.extra),
+                config.reward.processes_per_worker, env=env["reward"], extra=dict(config.reward.extra),
                 cpu_cores=list(config.reward.cpu_cores))
             for i in range(config.reward.num_workers)
         ]
@@ -119,7 +121,7 @@ class Stages:
             algorithm = dataclasses.replace(algorithm, loss_scale_factor=float(budget))
         algorithm = resolve_rollout_correction(algorithm, config.sync.max_staleness)
         learners = LearnerGroup(
-            model_path, config.learner, algorithm, config.rollout.sampling.temperature, env=env,
+            model_path, config.learner, algorithm, config.rollout.sampling.temperature, env=env["learner"],
             num_cpus_per_rank=need["learner"]["CPU"], num_gpus_per_rank=need["learner"].get("GPU", 0),
             rank_options=[{**bundle_strategy(groups, "learner", rank),
                            **({"resources": dict(config.learner.resources)} if config.learner.resources else {})}

@@ -50,13 +50,15 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def actor_env(single_machine: bool = True) -> dict[str, str]:
-    """Environment for actors: defaults for this machine kind, overridden by the caller's env.
-    Gloo is kept on the loopback interface only when every actor runs on one machine."""
+def actor_env(single_machine: bool = True, gpu: bool | None = None) -> dict[str, str]:
+    """Environment for actors: defaults for the kind of device they use, overridden by the
+    caller's env. `gpu` says whether the actor holds a GPU (None: whether this process sees
+    one; on a cluster the driver's node says nothing about the actor's). Gloo is kept on the
+    loopback interface only when every actor runs on one machine."""
     env = dict(ACTOR_ENV_DEFAULTS)
     if not single_machine:
         env.pop("GLOO_SOCKET_IFNAME", None)
-    if not cuda_available():
+    if not (cuda_available() if gpu is None else gpu):
         env["DS_ACCELERATOR"] = "cpu"
     else:
         for key in ("GLOO_SOCKET_IFNAME", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS"):

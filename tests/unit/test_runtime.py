@@ -41,3 +41,11 @@ def test_gloo_stays_on_loopback_only_on_one_machine(monkeypatch) -> None:
     assert "GLOO_SOCKET_IFNAME" not in actor_env(single_machine=False)  # gloo picks the routable interface
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth1")
     assert actor_env(single_machine=False)["GLOO_SOCKET_IFNAME"] == "eth1"  # the user's choice travels
+
+
+def test_an_actors_environment_follows_the_device_it_holds() -> None:
+    from rlkit.runtime import actor_env
+
+    on_gpu, on_cpu = actor_env(single_machine=False, gpu=True), actor_env(single_machine=False, gpu=False)
+    assert "DS_ACCELERATOR" not in on_gpu and "VLLM_CPU_OMP_THREADS_BIND" not in on_gpu
+    assert on_cpu["DS_ACCELERATOR"] == "cpu" and on_cpu["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
