@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import sys
 import time
@@ -49,12 +48,6 @@ def scored_batch(seed: int) -> list[Any]:
     return items
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def profile_step(worker: Any, batch: list[Any]) -> dict[str, Any]:
     """Self CPU seconds of the matmuls, of everything, and the ten costliest operators."""
     from torch.profiler import ProfilerActivity, profile
@@ -83,6 +76,7 @@ def main() -> None:
 
     from rlkit.algorithms.options import resolve_rollout_correction
     from rlkit.config.load import load_config
+    from rlkit.learner.group import free_port
     from rlkit.learner.worker import LearnerWorker
     from rlkit.models import resolve_model
 

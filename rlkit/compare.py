@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from rlkit.sweep import MANIFEST, read_manifest
+from rlkit.tracking.metrics_log import read_metrics
 
 PANELS = (
     ("reward/mean", "training reward"),
@@ -71,7 +72,7 @@ def find_runs(paths: list[str]) -> list[Run]:
 
 
 def load_run(run_dir: Path, label: str | None = None) -> Run:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_metrics(run_dir / "metrics.jsonl")
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     if label is None:

@@ -16,6 +16,7 @@ from rlkit.algorithms import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
 from rlkit.learner.worker import LearnerWorker
 from rlkit.metrics import batch_metrics
+from rlkit.placement import cluster_has_gpus
 from rlkit.transport import put_tensors, resolve
 from rlkit.types import ScoredSample
 
@@ -175,4 +176,4 @@ class LearnerGroup:
 def _wants_gpu(options: LearnerOptions) -> bool:
     if options.backend != "auto":
         return options.backend == "nccl"
-    return ray.cluster_resources().get("GPU", 0) > 0
+    return cluster_has_gpus()
