@@ -35,7 +35,7 @@ from rlkit.rollout.worker import RolloutWorker
 from rlkit.placement import StageDemand, alive_nodes, bundle_strategy, cluster_has_gpus, describe, release, reserve
 from rlkit.runtime import actor_env, ray_session
 from rlkit.store.datastore import DataStore
-from rlkit.sync import WeightSync
+from rlkit.sync import WeightSync, resolve_transport
 from rlkit.tracking.metrics_log import MetricsLog
 from rlkit.tracking.plots import plot_curves
 from rlkit.tracking.progress import Progress
@@ -77,6 +77,12 @@ class Stages:
     sync: WeightSync
     loops: dict[Any, str] = field(default_factory=dict)  # run() ref -> worker name
     groups: dict[str, Any] = field(default_factory=dict)  # stage -> its placement group
+    sync_backend: str | None = None  # the weight-broadcast group's backend (collective transport)
+
+    def describe(self) -> dict[str, Any]:
+        """Where each stage's actors run and how weights reach the engines (placement.json)."""
+        return {**describe(self.groups),
+                "weight_sync": {"transport": self.sync.transport, "backend": self.sync_backend}}
 
     @staticmethod
     def start(config: TrainConfig, model_path: str) -> "Stages":
@@ -129,8 +135,11 @@ class Stages:
         ray.get([actor.ready.remote() for actor in rollout + reward])
         dtype = config.rollout.engine_options.dtype if config.sync.dtype == "auto" else config.sync.dtype
         names = [f"rollout-{i}" for i in range(len(rollout))]
-        sync = WeightSync(learners, store, names, config.sync.timeout_s, dtype)
-        stages = Stages(store, rollout, reward, learners, sync, groups=groups)
+        transport, backend = resolve_transport(config.sync.transport, need["rollout"].get("GPU", 0), need["learner"].get("GPU", 0))
+        sync = WeightSync(learners, store, names, config.sync.timeout_s, dtype, transport, config.sync.bucket_mb)
+        if backend is not None:
+            sync.connect(rollout, backend)  # before the run loops: every engine joins the group at once
+        stages = Stages(store, rollout, reward, learners, sync, groups=groups, sync_backend=backend)
         for index, actor in enumerate(rollout):
             stages.loops[actor.run.remote()] = f"rollout-{index}"
         for index, actor in enumerate(reward):
@@ -252,7 +261,7 @@ class Trainer:
         with ray_session(config.ray.address, config.ray.num_cpus):
             stages = Stages.start(config, self.model_path)
             try:
-                (self.run_dir / "placement.json").write_text(json.dumps(describe(stages.groups), indent=2))
+                (self.run_dir / "placement.json").write_text(json.dumps(stages.describe(), indent=2))
                 return self._loop(stages)
             finally:
                 stages.stop()

@@ -19,6 +19,7 @@ from rlkit.models import check_model_available
 from rlkit.registry import Registry, did_you_mean
 from rlkit.reward.loader import check_reward_fn
 from rlkit.rollout.engine import ENGINES
+from rlkit.sync import TRANSPORTS
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -196,6 +197,10 @@ def _check_sync(config: TrainConfig) -> list[str]:
         problems.append(f"sync.dtype: {sync.dtype!r} is not one of auto, float32, bfloat16")
     if sync.timeout_s <= 0:
         problems.append("sync.timeout_s must be > 0")
+    if sync.transport not in TRANSPORTS:
+        problems.append(f"sync.transport: {sync.transport!r} is not one of {', '.join(TRANSPORTS)}")
+    if not sync.bucket_mb > 0:
+        problems.append("sync.bucket_mb must be > 0")
     return problems
 
 

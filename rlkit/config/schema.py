@@ -132,6 +132,10 @@ class SyncConfig:
     """Longest a weight sync may take before the run fails loudly."""
     dtype: str = "auto"
     """Dtype the weights travel in: auto (the engine's dtype), float32 or bfloat16."""
+    transport: str = "auto"
+    """How weights reach the engines: object_store (Ray's object store), collective (learner rank 0 broadcasts: NCCL when learner and engines hold GPUs, else gloo), or auto (collective on GPUs, object_store otherwise)."""
+    bucket_mb: float = 256.0
+    """Collective transport: weights travel in buckets of at most this many MiB (one broadcast each)."""
 
 
 @dataclass

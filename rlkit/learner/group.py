@@ -11,10 +11,13 @@ import time
 from typing import Any
 
 import ray
+import torch
 
 from rlkit.algorithms import AlgorithmOptions
+from rlkit.collective import BroadcastNotice
+from rlkit.learner.broadcast import WeightBroadcaster
 from rlkit.learner.options import LearnerOptions
-from rlkit.learner.worker import LearnerWorker
+from rlkit.learner.worker import LearnerWorker, export_dtype
 from rlkit.metrics import batch_metrics
 from rlkit.placement import cluster_has_gpus
 from rlkit.transport import put_tensors, resolve
@@ -44,6 +47,29 @@ class LearnerRank(LearnerWorker):
         Read it with `rlkit.transport.get_tensors`."""
         state = self.export_weights(dtype)
         return None if state is None else [put_tensors(state)]
+
+    def open_weight_group(self, world_size: int, backend: str, timeout_s: float) -> tuple[str, int]:
+        """Rank 0: host the weight-broadcast group on this node and start joining it (the
+        engines join at the address returned; `weight_group_ready` waits for all of them)."""
+        device = self.device if backend == "nccl" else torch.device("cpu")
+        self._broadcaster = WeightBroadcaster(ray.util.get_node_ip_address(), world_size, backend, timeout_s, device)
+        return self._broadcaster.address
+
+    def weight_group_ready(self) -> None:
+        self._require_broadcaster().wait_idle()
+
+    def broadcast_weights(self, dtype: str | None, bucket_bytes: int) -> BroadcastNotice | None:
+        """Snapshot the weights and start broadcasting them to the engines (rank 0; every rank
+        must call this, as ZeRO-3 gathers the shards). Returns the notice to announce."""
+        target = export_dtype(dtype)
+        state = self.full_state()
+        return None if state is None else self._require_broadcaster().broadcast(state, target, bucket_bytes)
+
+    def _require_broadcaster(self) -> WeightBroadcaster:
+        broadcaster = getattr(self, "_broadcaster", None)
+        if broadcaster is None:
+            raise RuntimeError("no weight-broadcast group: call open_weight_group on rank 0 first")
+        return broadcaster
 
 
 def resolve_samples(items: list[Any]) -> list[ScoredSample]:
@@ -123,6 +149,19 @@ class LearnerGroup:
         """A ref to rank 0's full state dict in the object store (not pulled into the driver)."""
         return self._call_all("export_weights_ref", dtype)[0][0]
 
+    def open_weight_group(self, world_size: int, backend: str, timeout_s: float) -> tuple[str, int]:
+        """Rank 0 hosts a broadcast group of itself and `world_size - 1` engines; its address."""
+        return self._gather([self._rank0().open_weight_group.remote(world_size, backend, timeout_s)],
+                            "open_weight_group", timeout_s)[0]
+
+    def weight_group_ready(self, timeout_s: float) -> None:
+        """Wait until every engine has joined the broadcast group."""
+        self._gather([self._rank0().weight_group_ready.remote()], "weight_group_ready", timeout_s)
+
+    def broadcast_weights(self, dtype: str | None, bucket_bytes: int) -> BroadcastNotice:
+        """Start broadcasting the weights to the engines; the notice they need to receive them."""
+        return self._call_all("broadcast_weights", dtype, bucket_bytes)[0]
+
     def logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:
         """The learner's log-probs of a fixed sequence (weight-sync checks)."""
         return self._call_all("logprobs", list(prompt_ids), list(response_ids))[0]
@@ -135,6 +174,11 @@ class LearnerGroup:
 
     def load_checkpoint(self, directory: str, tag: str) -> None:
         self._call_all("load_checkpoint", str(directory), tag)
+
+    def _rank0(self) -> Any:
+        if not self.ranks:
+            raise RuntimeError("LearnerGroup: the group was shut down")
+        return self.ranks[0]
 
     def shutdown(self) -> None:
         """Kill the rank actors (their process group dies with them)."""

@@ -502,22 +502,23 @@ class LearnerWorker:
         """The full HuggingFace-named state dict on rank 0 (None on other ranks), on CPU, cast
         to `dtype` (float32 | bfloat16 | float16; None or "auto" keeps the training dtype).
         ZeRO-3 gathers the shards, so every rank must call this."""
-        engine = self._require_engine()
-        dtype = None if dtype == "auto" else dtype
-        if dtype is not None and dtype not in TORCH_DTYPES:
-            raise ValueError(f"export dtype {dtype!r}: valid are {', '.join(TORCH_DTYPES)}, 'auto' or None")
-        if self.options.zero_stage == 3:
-            wrapped = engine._zero3_consolidated_16bit_state_dict()
-            state = None if wrapped is None else {name.removeprefix("model."): t for name, t in wrapped.items()}
-        else:
-            state = engine.module.model.state_dict() if self.rank == 0 else None
+        target = export_dtype(dtype)
+        state = self.full_state()
         if state is None:
             return None
-        target = TORCH_DTYPES[dtype] if dtype is not None else None
         return {
             name: tensor.detach().to("cpu", dtype=target if target and tensor.is_floating_point() else None, copy=True)
             for name, tensor in state.items()
         }
+
+    def full_state(self) -> dict[str, Tensor] | None:
+        """The live HuggingFace-named state dict on rank 0 (not a copy, except under ZeRO-3,
+        which gathers the shards: every rank must call this); None on other ranks."""
+        engine = self._require_engine()
+        if self.options.zero_stage == 3:
+            wrapped = engine._zero3_consolidated_16bit_state_dict()
+            return None if wrapped is None else {name.removeprefix("model."): t for name, t in wrapped.items()}
+        return engine.module.model.state_dict() if self.rank == 0 else None
 
     def save_pretrained(self, path: str) -> None:
         """Write a folder transformers and vLLM load (safetensors + config + tokenizer); rank 0 writes."""
@@ -588,3 +589,11 @@ def _pad_token_id(config) -> int:
         if candidate is not None:
             return int(candidate)
     return 0
+
+
+def export_dtype(dtype: str | None) -> torch.dtype | None:
+    """The torch dtype weights are exported in; None or "auto" keeps the training dtype."""
+    dtype = None if dtype == "auto" else dtype
+    if dtype is not None and dtype not in TORCH_DTYPES:
+        raise ValueError(f"export dtype {dtype!r}: valid are {', '.join(TORCH_DTYPES)}, 'auto' or None")
+    return None if dtype is None else TORCH_DTYPES[dtype]

@@ -86,6 +86,7 @@ class GenerationEngine(Protocol):
     """What a rollout worker needs from an engine."""
 
     tokenizer: Any  # the model's HF tokenizer: decodes turns, encodes environment observations
+    device: torch.device  # where the weights live (a weight broadcast receives onto it)
 
     def generate(
         self, prompt_ids: list[list[int]], n: int, sampling: SamplingOptions

@@ -42,6 +42,7 @@ class VllmEngine:
 
     def __init__(self, model_path: Path, options: EngineOptions) -> None:
         self.on_cuda = torch.cuda.is_available()
+        self.device = torch.device("cuda" if self.on_cuda else "cpu")
         _configure_environment(options, self.on_cuda)
         from transformers import AutoTokenizer
         from vllm import LLM

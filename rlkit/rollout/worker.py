@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 import ray
+import torch
 
+from rlkit.collective import BroadcastNotice, WeightGroup
 from rlkit.environment import EnvOptions
 from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
 from rlkit.rollout.env_host import EnvHost
@@ -49,6 +51,7 @@ class RolloutWorker:
         self.prompts_per_request = prompts_per_request
         self.version = 0
         self.requests_done = 0
+        self.weight_group: WeightGroup | None = None
         self.engine = build_engine(engine, model_path, engine_options)
         self.max_model_len = engine_options.max_model_len
         self.environment = environment if environment is not None and environment.name else None
@@ -166,12 +169,22 @@ class RolloutWorker:
             for episode in episodes
         ]
 
+    def join_weight_group(self, host: str, port: int, rank: int, world_size: int, backend: str, timeout_s: float) -> None:
+        """Join learner rank 0's weight-broadcast group (collective: returns once all have joined)."""
+        device = self.engine.device if backend == "nccl" else torch.device("cpu")
+        self.weight_group = WeightGroup(rank, world_size, host, port, backend, timeout_s, device=device)
+
     def _load_newer_weights(self) -> None:
         latest = ray.get(self.store.latest_weights.remote(self.version))
         if latest is None:
             return
-        version, (weights_ref,) = latest
-        self.engine.load_weights(get_tensors(weights_ref).items())
+        version, (weights,) = latest
+        if isinstance(weights, BroadcastNotice):
+            if self.weight_group is None:
+                raise RuntimeError("the learner broadcasts weights but this worker never joined its group")
+            self.engine.load_weights(self.weight_group.receive(weights))  # joins the broadcast in flight
+        else:
+            self.engine.load_weights(get_tensors(weights).items())
         self.version = version
         ray.get(self.store.report_engine_version.remote(self.name, version))
 

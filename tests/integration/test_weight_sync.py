@@ -72,6 +72,33 @@ def test_engines_match_learner_after_sync(setup) -> None:
         assert values == pytest.approx(after_learner, abs=2e-4), f"{engine} log-probs differ from the learner after sync"
 
 
+def test_broadcast_sync_reaches_every_engine_without_blocking_the_learner(setup) -> None:
+    """sync.transport=collective over gloo: learner rank 0 broadcasts to the vLLM and HF engines."""
+    store, learners, workers = setup
+    names = [f"rollout-{e}" for e in workers]
+    sync = WeightSync(learners, store, names, timeout_s=120, dtype="float32", transport="collective",
+                      bucket_mb=0.25)  # several buckets for the tiny model
+    sync.connect(list(workers.values()), "gloo")
+    learners.train_step(scored_batch())
+    expected = learners.logprobs(PROMPT, RESPONSE)
+
+    versions = ray.get(store.wait_engines.remote(0, names, 0))
+    assert all(v < 2 for v in versions.values())
+    sync.publish(2, wait=False)  # returns once the broadcast is under way
+    assert ray.get(store.wait_engines.remote(2, names, 0)) == versions, "publish without wait must not wait for the engines"
+    # Each engine joins the broadcast in flight between requests (here: before scoring).
+    after = dict(zip(workers, ray.get([w.token_logprobs.remote(PROMPT, RESPONSE) for w in workers.values()])))
+    sync.wait(2)
+    for engine, values in after.items():
+        assert values == pytest.approx(expected, abs=2e-4), f"{engine} log-probs differ from the learner after the broadcast"
+
+    # The next version waits for the previous broadcast, then goes out in the engines' dtype.
+    sync.dtype = "bfloat16"
+    sync.publish(3, wait=False)
+    ray.get([w.token_logprobs.remote(PROMPT, RESPONSE) for w in workers.values()])
+    sync.wait(3)
+
+
 def test_sync_fails_loudly_when_an_engine_never_loads(setup) -> None:
     store, learners, _ = setup
     sync = WeightSync(learners, store, ["rollout-missing"], timeout_s=2, dtype="float32")
