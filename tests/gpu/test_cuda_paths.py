@@ -40,3 +40,30 @@ def test_hf_engine_generates_on_cuda_with_matching_logprobs() -> None:
     rescored = engine.token_logprobs(prompts[0], first.response_ids)
     assert rescored == pytest.approx(first.logprobs, abs=1e-3)
     engine.close()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="an NCCL group needs a GPU per member")
+def test_nccl_weight_group_broadcasts_gpu_to_gpu() -> None:
+    """sync.transport=collective on GPUs: rank 0's state reaches another GPU, cast as announced."""
+    import threading
+
+    from rlkit.collective import BroadcastNotice, WeightGroup, listen, tensor_spec
+
+    state = {"w": torch.randn(64, 32, device="cuda:0"), "ids": torch.arange(9, device="cuda:0")}
+    notice = BroadcastNotice(tensor_spec(state.items(), torch.bfloat16), 4096)
+    sock = listen("127.0.0.1")
+    port = sock.getsockname()[1]
+    received: dict[str, torch.Tensor] = {}
+
+    def engine() -> None:
+        group = WeightGroup(1, 2, "127.0.0.1", port, "nccl", 60, device="cuda:1")
+        received.update(group.receive(notice))
+
+    thread = threading.Thread(target=engine)
+    thread.start()
+    learner = WeightGroup(0, 2, "127.0.0.1", port, "nccl", 60, sock, device="cuda:0")
+    learner.send(learner.pack(state, notice))
+    thread.join(60)
+    assert received["w"].device == torch.device("cuda:1") and received["w"].dtype == torch.bfloat16
+    torch.testing.assert_close(received["w"].cpu(), state["w"].to(torch.bfloat16).cpu())
+    assert torch.equal(received["ids"].cpu(), state["ids"].cpu())

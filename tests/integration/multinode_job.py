@@ -7,7 +7,8 @@ Node "learner" (the head, where the driver and the store run) offers the custom 
 store, so samples and weights cross between them as they would between machines. Writes
 OUT_DIR/result.json with:
 - bad_placement: the error a recipe asking for more learner ranks than the learner node holds gets;
-- sync: engine log-probs on the rollout node against the learner's, before and after a weight sync;
+- sync: engine log-probs on the rollout node against the learner's, before and after a weight sync,
+  by each transport (object store; a gloo broadcast group);
 - placement: the node of every stage's actors in a full training run, and its metrics.
 """
 
@@ -51,9 +52,10 @@ def bad_placement(out: Path) -> str:
     return "no error"
 
 
-def weight_sync_check(out: Path) -> dict[str, object]:
+def weight_sync_check(out: Path, transport: str) -> dict[str, object]:
     """A learner group and an engine placed as the recipe says (the same placement calls the
-    controller makes), one update at a large learning rate, then a sync across the nodes."""
+    controller makes), one update at a large learning rate, then a sync across the nodes by
+    `transport` (object_store, or collective: a gloo broadcast group spanning both nodes)."""
     from test_weight_sync import PROMPT, RESPONSE, scored_batch
 
     from rlkit.algorithms import AlgorithmOptions
@@ -68,8 +70,8 @@ def weight_sync_check(out: Path) -> dict[str, object]:
     from rlkit.store.datastore import DataStore
     from rlkit.sync import WeightSync
 
-    config = load_config("recipes/tiny_cpu.yaml", [*SPLIT, "learner.lr=5e-2", f"run.output_dir={out / 'sync'}"])
-    model, env = str(resolve_model("tiny")), actor_env()
+    config = load_config("recipes/tiny_cpu.yaml", [*SPLIT, "learner.lr=5e-2", f"run.output_dir={out / transport}"])
+    model, env = str(resolve_model("tiny")), actor_env(single_machine=False)  # as on two machines
     groups = reserve(stage_demands(config, gpus=False), "PACK", 60)
     learners = None
     try:
@@ -80,9 +82,11 @@ def weight_sync_check(out: Path) -> dict[str, object]:
         engine = ray.remote(RolloutWorker).options(num_cpus=1, **bundle_strategy(groups, "rollout", 0)).remote(
             "rollout-0", store, model, "hf", EngineOptions(max_model_len=256), SamplingOptions(max_new_tokens=8), 4, env)
         before = ray.get(engine.token_logprobs.remote(PROMPT, RESPONSE))
+        sync = WeightSync(learners, store, ["rollout-0"], timeout_s=120, dtype="float32", transport=transport)
+        if transport == "collective":
+            sync.connect([engine], "gloo")
         learners.train_step(scored_batch())
         learner_after = learners.logprobs(PROMPT, RESPONSE)
-        sync = WeightSync(learners, store, ["rollout-0"], timeout_s=120, dtype="float32")
         sync.publish(1, wait=False)
         engine_after = ray.get(engine.token_logprobs.remote(PROMPT, RESPONSE))  # loads version 1 first
         sync.wait(1)
@@ -95,12 +99,13 @@ def weight_sync_check(out: Path) -> dict[str, object]:
 
 
 def full_run(out: Path) -> dict[str, object]:
+    """The tiny recipe split across the nodes, weights by broadcast (the GPU path's code over gloo)."""
     from rlkit.config.load import load_config
     from rlkit.controller import train
 
     run_dir = out / "run"
     config = load_config("recipes/tiny_cpu.yaml", [*SPLIT, "run.steps=3", f"run.output_dir={run_dir}",
-                                                   "logging.progress_bar=false"])
+                                                   "logging.progress_bar=false", "sync.transport=collective"])
     summary = train(config)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return {"summary": summary, "placement": json.loads((run_dir / "placement.json").read_text()),
@@ -112,7 +117,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cluster, nodes = start_cluster()
     try:
-        result = {"nodes": nodes, "bad_placement": bad_placement(out), "sync": weight_sync_check(out),
+        result = {"nodes": nodes, "bad_placement": bad_placement(out), "sync": {transport: weight_sync_check(out, transport) for transport in ("object_store", "collective")},
                   "run": full_run(out)}
     finally:
         ray.shutdown()

@@ -30,11 +30,14 @@ def test_multinode_stages_run_on_the_nodes_the_recipe_names(result) -> None:
     assert [bundle["node_id"] for bundle in placement["learner"]] == [nodes["learner"]] * 2
     assert [bundle["node_id"] for bundle in placement["rollout"]] == [nodes["rollout"]]
     assert [bundle["node_id"] for bundle in placement["reward"]] == [nodes["rollout"]]
-    assert result["sync"]["engine_node"] == nodes["rollout"]  # the engine actor sits in its bundle
+    for check in result["sync"].values():
+        assert check["engine_node"] == nodes["rollout"]  # the engine actor sits in its bundle
+    assert placement["weight_sync"] == {"transport": "collective", "backend": "gloo"}
 
 
-def test_multinode_weights_cross_nodes_and_engine_logprobs_match_the_learner(result) -> None:
-    sync = result["sync"]
+@pytest.mark.parametrize("transport", ["object_store", "collective"])
+def test_multinode_weights_cross_nodes_and_engine_logprobs_match_the_learner(result, transport: str) -> None:
+    sync = result["sync"][transport]
     moved = max(abs(a - b) for a, b in zip(sync["before"], sync["engine_after"]))
     mismatch = max(abs(a - b) for a, b in zip(sync["learner_after"], sync["engine_after"]))
     assert moved > 1e-2, "the update did not change the engine's log-probs: weights never arrived"
