@@ -2,8 +2,8 @@
 
 The object-store path (`rlkit.transport.put_tensors`) copies the weights into host memory on
 the learner's node and every engine pulls them from there: right on CPU, a detour on GPUs. Here
-rank 0 broadcasts them to the engines directly, GPU to GPU over NCCL when both sides hold GPUs
-and over gloo otherwise (the same code, which is how it is tested on CPU).
+rank 0 broadcasts them to the engines directly, GPU to GPU over NCCL, or over gloo (the same
+code, which is how it is tested on CPU).
 
 The group is its own: built from a TCPStore and a ProcessGroup object, not
 `torch.distributed.init_process_group`, so it lives beside the learner's DeepSpeed group and
@@ -11,22 +11,31 @@ the engines need no default group. Tensors travel as raw bytes packed into bucke
 dtype crosses any backend and a bucket is one collective; both sides derive the same bucket
 layout from the list of (name, dtype, shape) the learner announces.
 
-A broadcast is a collective: every member joins each one, in order. The learner announces
-version v only after v − 1's broadcast finished, so an engine that sees an announcement always
-joins the broadcast in flight.
+Every member takes part in every broadcast, in order. Each engine says on the group's store
+that it is ready for version v, and rank 0 starts v's broadcast only once all have: the
+collective never waits on an engine still generating (NCCL would tear the process down when
+its timeout passed), an engine can never receive the bytes of another version, and an engine
+that does not come is named.
 """
 
 from __future__ import annotations
 
 import datetime
 import socket
+import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 import torch.distributed as dist
 
 ALIGN_BYTES = 16  # every tensor starts on a boundary that any dtype can view
+BACKENDS = ("nccl", "gloo")
+READY_POLL_S = 0.02
+
+
+class WeightGroupError(RuntimeError):
+    """The group could not form, or a broadcast did not complete."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,10 @@ class Slot:
 
 @dataclass(frozen=True)
 class BroadcastNotice:
-    """What the learner announces in place of an object-store reference: the tensors, in
-    order, that the broadcast in flight carries, and the bucket size that lays them out."""
+    """What the learner announces in place of an object-store reference: the policy version
+    the broadcast carries, its tensors in order, and the bucket size that lays them out."""
 
+    version: int
     spec: tuple[tuple[str, str, tuple[int, ...]], ...]
     bucket_bytes: int
 
@@ -115,10 +125,16 @@ class WeightGroup:
         listening: socket.socket | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
-        if backend not in ("gloo", "nccl"):
-            raise ValueError(f"weight group backend {backend!r}: use 'gloo' or 'nccl'")
-        self.rank, self.world_size, self.backend = rank, world_size, backend
-        self.device = torch.device(device)
+        if backend not in BACKENDS:
+            raise ValueError(f"weight group backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        self.device = _indexed(torch.device(device))
+        if backend == "nccl" and (not hasattr(dist, "ProcessGroupNCCL") or self.device.type != "cuda"):
+            if listening is not None:
+                listening.close()
+            raise WeightGroupError(
+                f"the nccl weight group needs a CUDA build of torch and a GPU on every member (this member: "
+                f"{self.device}); use sync.transport=gloo or object_store on CPU")
+        self.rank, self.world_size, self.backend, self.timeout_s = rank, world_size, backend, timeout_s
         timeout = datetime.timedelta(seconds=timeout_s)
         store = dist.TCPStore(
             host, port, world_size, rank == 0, timeout,
@@ -134,35 +150,33 @@ class WeightGroup:
             options._devices = [dist.ProcessGroupGloo.create_device(hostname=_local_address(host, port) if rank else host)]
             self._group = dist.ProcessGroupGloo(self._store, rank, world_size, options)
         else:
-            if not hasattr(dist, "ProcessGroupNCCL") or self.device.type != "cuda":
-                raise RuntimeError("the nccl weight group needs a CUDA build of torch and a GPU on every member; "
-                                   "use sync.transport=object_store (or gloo) on CPU")
             torch.cuda.set_device(self.device)
             options = dist.ProcessGroupNCCL.Options()
             options._timeout = timeout
             self._group = dist.ProcessGroupNCCL(self._store, rank, world_size, options)
 
-    def pack(self, tensors: dict[str, torch.Tensor], notice: BroadcastNotice) -> list[torch.Tensor]:
-        """Copy `tensors` into byte buckets on this member's device, cast to the dtypes `notice`
-        names: a snapshot, so training may go on while `send` broadcasts it."""
-        buffers = []
-        with torch.no_grad():
-            for bucket in notice.buckets():
-                buffer = torch.empty(bucket_size(bucket), dtype=torch.uint8, device=self.device)
+    def packed(self, tensors: dict[str, torch.Tensor], notice: BroadcastNotice) -> Iterator[torch.Tensor]:
+        """`tensors` copied into byte buckets on this member's device, cast to the dtypes `notice`
+        names, one bucket at a time (`list(...)` of it is a snapshot of the whole state)."""
+        for bucket in notice.buckets():
+            buffer = torch.empty(bucket_size(bucket), dtype=torch.uint8, device=self.device)
+            with torch.no_grad():
                 for slot in bucket:
                     view(buffer, slot).copy_(tensors[slot.name])
-                buffers.append(buffer)
-        return buffers
+            yield buffer
 
-    def send(self, buffers: list[torch.Tensor]) -> None:
-        """Broadcast packed buckets (rank 0); returns once every member has them."""
+    def send(self, notice: BroadcastNotice, buffers: Iterable[torch.Tensor]) -> None:
+        """Rank 0: once every engine is ready for `notice.version`, broadcast the buckets; returns
+        when the last one is out of this member's hands."""
+        self._wait_ready(notice.version)
         for buffer in buffers:
             self._broadcast(buffer)
 
     def receive(self, notice: BroadcastNotice) -> list[tuple[str, torch.Tensor]]:
-        """The tensors of the broadcast in flight, as views of buffers on this member's device.
+        """The tensors of `notice`'s broadcast, as views of buffers on this member's device.
         All of them, and only then, since an engine must load a layer's weights in one call (vLLM
         rebuilds each layer it is given weights for)."""
+        self._store.set(_ready_key(notice.version, self.rank), "1")
         received = []
         for bucket in notice.buckets():
             buffer = torch.empty(bucket_size(bucket), dtype=torch.uint8, device=self.device)
@@ -170,11 +184,25 @@ class WeightGroup:
             received.extend((slot.name, view(buffer, slot)) for slot in bucket)
         return received
 
+    def _wait_ready(self, version: int) -> None:
+        keys = {rank: _ready_key(version, rank) for rank in range(1, self.world_size)}
+        deadline = time.monotonic() + self.timeout_s
+        while keys:
+            keys = {rank: key for rank, key in keys.items() if not self._store.check([key])}
+            if keys and time.monotonic() > deadline:
+                raise WeightGroupError(
+                    f"engine(s) of group rank {sorted(keys)} did not come for weight version {version} within "
+                    f"{self.timeout_s:g}s: stuck in a long generation, or dead (see the rollout logs); "
+                    "raise sync.timeout_s if generations are legitimately that long")
+            if keys:
+                time.sleep(READY_POLL_S)
+        for rank in range(1, self.world_size):
+            self._store.delete_key(_ready_key(version, rank))
+
     def _broadcast(self, buffer: torch.Tensor) -> None:
         options = dist.BroadcastOptions()
         options.rootRank = 0
-        work = self._group.broadcast([buffer], options)
-        work.wait()
+        self._group.broadcast([buffer], options).wait()
         if buffer.is_cuda:  # NCCL's wait only orders the current stream; the host must see the bytes
             torch.cuda.current_stream(buffer.device).synchronize()
 
@@ -186,6 +214,19 @@ class WeightGroup:
                 abort()
             except RuntimeError:
                 pass
+        self._group = None
+        self._store = None
+
+
+def _ready_key(version: int, rank: int) -> str:
+    return f"ready/{version}/{rank}"
+
+
+def _indexed(device: torch.device) -> torch.device:
+    """`cuda` → `cuda:<current>`: NCCL and set_device need the index."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def _local_address(host: str, port: int) -> str:

@@ -77,12 +77,10 @@ class Stages:
     sync: WeightSync
     loops: dict[Any, str] = field(default_factory=dict)  # run() ref -> worker name
     groups: dict[str, Any] = field(default_factory=dict)  # stage -> its placement group
-    sync_backend: str | None = None  # the weight-broadcast group's backend (collective transport)
 
     def describe(self) -> dict[str, Any]:
         """Where each stage's actors run and how weights reach the engines (placement.json)."""
-        return {**describe(self.groups),
-                "weight_sync": {"transport": self.sync.transport, "backend": self.sync_backend}}
+        return {**describe(self.groups), "weight_sync": self.sync.transport}
 
     @staticmethod
     def start(config: TrainConfig, model_path: str) -> "Stages":
@@ -135,11 +133,11 @@ class Stages:
         ray.get([actor.ready.remote() for actor in rollout + reward])
         dtype = config.rollout.engine_options.dtype if config.sync.dtype == "auto" else config.sync.dtype
         names = [f"rollout-{i}" for i in range(len(rollout))]
-        transport, backend = resolve_transport(config.sync.transport, need["rollout"].get("GPU", 0), need["learner"].get("GPU", 0))
+        transport = resolve_transport(config.sync.transport, need["rollout"].get("GPU", 0), need["learner"].get("GPU", 0))
         sync = WeightSync(learners, store, names, config.sync.timeout_s, dtype, transport, config.sync.bucket_mb)
-        if backend is not None:
-            sync.connect(rollout, backend)  # before the run loops: every engine joins the group at once
-        stages = Stages(store, rollout, reward, learners, sync, groups=groups, sync_backend=backend)
+        if sync.broadcasts:
+            sync.connect(rollout)  # before the run loops: every engine joins the group at once
+        stages = Stages(store, rollout, reward, learners, sync, groups=groups)
         for index, actor in enumerate(rollout):
             stages.loops[actor.run.remote()] = f"rollout-{index}"
         for index, actor in enumerate(reward):

@@ -201,6 +201,9 @@ def _check_sync(config: TrainConfig) -> list[str]:
         problems.append(f"sync.transport: {sync.transport!r} is not one of {', '.join(TRANSPORTS)}")
     if not sync.bucket_mb > 0:
         problems.append("sync.bucket_mb must be > 0")
+    if sync.transport == "nccl" and config.rollout.gpus_per_worker < 1:
+        problems.append(f"sync.transport=nccl needs a whole GPU per rollout worker (rollout.gpus_per_worker="
+                        f"{config.rollout.gpus_per_worker:g}); use sync.transport=gloo or object_store")
     return problems
 
 

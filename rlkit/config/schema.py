@@ -133,9 +133,9 @@ class SyncConfig:
     dtype: str = "auto"
     """Dtype the weights travel in: auto (the engine's dtype), float32 or bfloat16."""
     transport: str = "auto"
-    """How weights reach the engines: object_store (Ray's object store), collective (learner rank 0 broadcasts: NCCL when learner and engines hold GPUs, else gloo), or auto (collective on GPUs, object_store otherwise)."""
+    """How weights reach the engines: object_store (through Ray's object store), nccl (learner rank 0 broadcasts GPU to GPU; every rollout worker and learner rank needs a whole GPU), gloo (the same broadcast over TCP), or auto (nccl when every rollout worker and learner rank holds a whole GPU, else object_store)."""
     bucket_mb: float = 256.0
-    """Collective transport: weights travel in buckets of at most this many MiB (one broadcast each)."""
+    """nccl / gloo: weights travel in buckets of at most this many MiB, one broadcast each."""
 
 
 @dataclass

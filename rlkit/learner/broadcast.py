@@ -1,25 +1,27 @@
 """Rank 0's side of the weight broadcast (`rlkit.collective`): joins the group, and sends each
-snapshot from a background thread so the next train step need not wait for the engines.
+version from a background thread so the next train step need not wait for the engines.
 
-One broadcast is in flight at a time: a new one waits for the previous to finish, since every
-engine must join each broadcast in order. An error in the thread (an engine died, the group
-timed out) is raised by the next call.
+What is sent is a snapshot: a state dict that is already a copy (ZeRO-3 gathers one on the
+host) is packed bucket by bucket as it goes out; live parameters are packed into buckets
+first, one copy of the weights in the transport dtype. On a GPU the sending thread uses a
+stream of its own, so the train step's kernels never queue behind a broadcast.
+
+One broadcast is in flight at a time. A failure (an engine never came, the group broke) is
+raised by every later call: the group is unusable from then on.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
-from rlkit.collective import BroadcastNotice, WeightGroup, listen, tensor_spec
-
-GRACE_S = 5.0
+from rlkit.collective import BroadcastNotice, WeightGroup, WeightGroupError, listen, tensor_spec
 
 
 class WeightBroadcaster:
-    """Opens the group on `host` and sends snapshots to its `world_size - 1` engines."""
+    """Opens the group on `host` and sends versions to its `world_size - 1` engines."""
 
     def __init__(self, host: str, world_size: int, backend: str, timeout_s: float, device: torch.device) -> None:
         self.timeout_s = timeout_s
@@ -27,55 +29,66 @@ class WeightBroadcaster:
         self.address = (host, self._listening.getsockname()[1])
         self._group: WeightGroup | None = None
         self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._doing = ""
         # Joining blocks until every engine has joined too, so it runs while the engines are asked to.
-        self._thread = self._start(lambda: self._join(world_size, backend, timeout_s, device), "join")
+        self._start(lambda: self._join(world_size, backend, timeout_s, device), "join the group")
 
     def _join(self, world_size: int, backend: str, timeout_s: float, device: torch.device) -> None:
         host, port = self.address
         self._group = WeightGroup(0, world_size, host, port, backend, timeout_s, self._listening, device)
 
-    def broadcast(self, state: dict[str, torch.Tensor], dtype: torch.dtype | None, bucket_bytes: int) -> BroadcastNotice:
-        """Snapshot `state` (floating tensors cast to `dtype`) and start sending it; returns the
-        notice the engines need to receive it."""
+    def broadcast(self, version: int, state: dict[str, torch.Tensor], dtype: torch.dtype | None, bucket_bytes: int,
+                  state_is_copy: bool = False) -> BroadcastNotice:
+        """Start sending `state` (floating tensors cast to `dtype`) as `version`; returns the
+        notice the engines need to receive it. `state_is_copy`: nothing will change `state`, so
+        it is packed as it goes out instead of snapshotted first."""
         self.wait_idle()
-        assert self._group is not None
-        notice = BroadcastNotice(tensor_spec(state.items(), dtype), bucket_bytes)
-        buffers = self._group.pack(state, notice)
         group = self._group
-        self._thread = self._start(lambda: group.send(buffers), "send")
+        assert group is not None  # wait_idle raised if the join failed
+        notice = BroadcastNotice(version, tensor_spec(state.items(), dtype), bucket_bytes)
+        buffers: Iterable[torch.Tensor] = group.packed(state, notice) if state_is_copy else list(group.packed(state, notice))
+        packed = None
+        if group.device.type == "cuda":
+            packed = torch.cuda.Event()
+            packed.record()  # the snapshot's copies, queued on the training stream
+        self._start(lambda: _send_on_own_stream(group, notice, buffers, packed), f"send weight version {version}")
         return notice
 
     def wait_idle(self) -> None:
-        """Block until the join or broadcast in flight is done; raise what it raised."""
+        """Block until the join or broadcast in flight is done; raise if it, or any before it, failed."""
         if self._thread is not None:
-            self._thread.join(self.timeout_s + GRACE_S)  # the group's own timeout fires first, with its reason
-            if self._thread.is_alive():
-                raise TimeoutError(f"{self._what()} within sync.timeout_s={self.timeout_s:g}s")
+            # The thread ends by itself: every wait in it has a timeout of its own.
+            self._thread.join()
             self._thread = None
         if self._error is not None:
-            error, self._error = self._error, None
-            raise RuntimeError(f"{self._what()}: {error}") from error
-
-    def _what(self) -> str:
-        host, port = self.address
-        if self._thread is not None and self._thread.name.endswith("join") or self._group is None:
-            return (f"engines did not join the weight-broadcast group at {host}:{port} (each engine's node must reach "
-                    "that address; a firewall?)")
-        return ("the previous weight broadcast did not finish: an engine never joined it (stuck in a long "
-                "generation, or dead; see the rollout logs)")
+            host, port = self.address
+            raise WeightGroupError(
+                f"weight broadcast group ({host}:{port}) failed to {self._doing}: {self._error}") from self._error
 
     def close(self) -> None:
         if self._group is not None:
             self._group.close()
-        self._listening.close()
+        self._listening.close()  # a no-op once the group's store owns the socket
 
-    def _start(self, work: Callable[[], None], what: str) -> threading.Thread:
+    def _start(self, work: Callable[[], None], doing: str) -> None:
         def run() -> None:
             try:
                 work()
-            except BaseException as error:  # noqa: BLE001 - handed to the caller by wait_idle
+            except BaseException as error:  # noqa: BLE001 - raised by wait_idle, now and on every later call
                 self._error = error
 
-        thread = threading.Thread(target=run, name=f"rlkit-weights-{what}", daemon=True)
-        thread.start()
-        return thread
+        self._doing = doing
+        self._thread = threading.Thread(target=run, name="rlkit-weight-broadcast", daemon=True)
+        self._thread.start()
+
+
+def _send_on_own_stream(group: WeightGroup, notice: BroadcastNotice, buffers: Iterable[torch.Tensor],
+                        packed: torch.cuda.Event | None) -> None:
+    if packed is None:
+        group.send(notice, buffers)
+        return
+    stream = torch.cuda.Stream(group.device)
+    stream.wait_event(packed)
+    with torch.cuda.stream(stream):
+        group.send(notice, buffers)

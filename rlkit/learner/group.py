@@ -51,6 +51,8 @@ class LearnerRank(LearnerWorker):
     def open_weight_group(self, world_size: int, backend: str, timeout_s: float) -> tuple[str, int]:
         """Rank 0: host the weight-broadcast group on this node and start joining it (the
         engines join at the address returned; `weight_group_ready` waits for all of them)."""
+        if getattr(self, "_broadcaster", None) is not None:
+            self._broadcaster.close()
         device = self.device if backend == "nccl" else torch.device("cpu")
         self._broadcaster = WeightBroadcaster(ray.util.get_node_ip_address(), world_size, backend, timeout_s, device)
         return self._broadcaster.address
@@ -58,12 +60,15 @@ class LearnerRank(LearnerWorker):
     def weight_group_ready(self) -> None:
         self._require_broadcaster().wait_idle()
 
-    def broadcast_weights(self, dtype: str | None, bucket_bytes: int) -> BroadcastNotice | None:
-        """Snapshot the weights and start broadcasting them to the engines (rank 0; every rank
-        must call this, as ZeRO-3 gathers the shards). Returns the notice to announce."""
+    def broadcast_weights(self, version: int, dtype: str | None, bucket_bytes: int) -> BroadcastNotice | None:
+        """Start broadcasting the weights to the engines as `version` (rank 0; every rank must
+        call this, as ZeRO-3 gathers the shards). Returns the notice to announce."""
         target = export_dtype(dtype)
         state = self.full_state()
-        return None if state is None else self._require_broadcaster().broadcast(state, target, bucket_bytes)
+        if state is None:
+            return None
+        return self._require_broadcaster().broadcast(
+            version, state, target, bucket_bytes, state_is_copy=self.options.zero_stage == 3)
 
     def _require_broadcaster(self) -> WeightBroadcaster:
         broadcaster = getattr(self, "_broadcaster", None)
@@ -154,13 +159,13 @@ class LearnerGroup:
         return self._gather([self._rank0().open_weight_group.remote(world_size, backend, timeout_s)],
                             "open_weight_group", timeout_s)[0]
 
-    def weight_group_ready(self, timeout_s: float) -> None:
-        """Wait until every engine has joined the broadcast group."""
-        self._gather([self._rank0().weight_group_ready.remote()], "weight_group_ready", timeout_s)
+    def weight_group_ready_ref(self) -> ray.ObjectRef:
+        """Resolves once every engine has joined the broadcast group (raises what joining raised)."""
+        return self._rank0().weight_group_ready.remote()
 
-    def broadcast_weights(self, dtype: str | None, bucket_bytes: int) -> BroadcastNotice:
-        """Start broadcasting the weights to the engines; the notice they need to receive them."""
-        return self._call_all("broadcast_weights", dtype, bucket_bytes)[0]
+    def broadcast_weights(self, version: int, dtype: str | None, bucket_bytes: int) -> BroadcastNotice:
+        """Start broadcasting the weights to the engines as `version`; the notice they need to receive them."""
+        return self._call_all("broadcast_weights", version, dtype, bucket_bytes)[0]
 
     def logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:
         """The learner's log-probs of a fixed sequence (weight-sync checks)."""

@@ -170,7 +170,8 @@ class RolloutWorker:
         ]
 
     def join_weight_group(self, host: str, port: int, rank: int, world_size: int, backend: str, timeout_s: float) -> None:
-        """Join learner rank 0's weight-broadcast group (collective: returns once all have joined)."""
+        """Join learner rank 0's weight-broadcast group (collective: returns once all have joined).
+        NCCL receives onto the engine's GPU; gloo onto the host, and loading copies to the engine."""
         device = self.engine.device if backend == "nccl" else torch.device("cpu")
         self.weight_group = WeightGroup(rank, world_size, host, port, backend, timeout_s, device=device)
 
@@ -180,9 +181,10 @@ class RolloutWorker:
             return
         version, (weights,) = latest
         if isinstance(weights, BroadcastNotice):
-            if self.weight_group is None:
-                raise RuntimeError("the learner broadcasts weights but this worker never joined its group")
-            self.engine.load_weights(self.weight_group.receive(weights))  # joins the broadcast in flight
+            if self.weight_group is None or weights.version != version:
+                raise RuntimeError(f"{self.name}: a weight broadcast of version {weights.version} announced as {version}, "
+                                   f"group joined: {self.weight_group is not None}")
+            self.engine.load_weights(self.weight_group.receive(weights))  # the learner sends once all engines are ready
         else:
             self.engine.load_weights(get_tensors(weights).items())
         self.version = version

@@ -43,27 +43,45 @@ def test_hf_engine_generates_on_cuda_with_matching_logprobs() -> None:
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="an NCCL group needs a GPU per member")
-def test_nccl_weight_group_broadcasts_gpu_to_gpu() -> None:
-    """sync.transport=collective on GPUs: rank 0's state reaches another GPU, cast as announced."""
+def test_nccl_weight_broadcast_goes_gpu_to_gpu_while_training_goes_on() -> None:
+    """sync.transport=nccl: rank 0's snapshot reaches an engine on another GPU, cast as announced,
+    though rank 0 changes its weights right after starting the broadcast."""
     import threading
 
-    from rlkit.collective import BroadcastNotice, WeightGroup, listen, tensor_spec
+    from rlkit.collective import WeightGroup
+    from rlkit.learner.broadcast import WeightBroadcaster
 
     state = {"w": torch.randn(64, 32, device="cuda:0"), "ids": torch.arange(9, device="cuda:0")}
-    notice = BroadcastNotice(tensor_spec(state.items(), torch.bfloat16), 4096)
-    sock = listen("127.0.0.1")
-    port = sock.getsockname()[1]
-    received: dict[str, torch.Tensor] = {}
+    expected = {"w": state["w"].to(torch.bfloat16).cpu(), "ids": state["ids"].cpu()}
+    broadcaster = WeightBroadcaster("127.0.0.1", 2, "nccl", 60, torch.device("cuda:0"))
+    host, port = broadcaster.address
+    engine: dict[str, object] = {}
 
-    def engine() -> None:
-        group = WeightGroup(1, 2, "127.0.0.1", port, "nccl", 60, device="cuda:1")
-        received.update(group.receive(notice))
+    def on_gpu1(work) -> threading.Thread:
+        def run() -> None:
+            torch.cuda.set_device(1)
+            try:
+                work()
+            except BaseException as error:  # noqa: BLE001 - asserted below
+                engine["error"] = error
 
-    thread = threading.Thread(target=engine)
-    thread.start()
-    learner = WeightGroup(0, 2, "127.0.0.1", port, "nccl", 60, sock, device="cuda:0")
-    learner.send(learner.pack(state, notice))
-    thread.join(60)
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    # The engine reports its device without an index, as the engines do.
+    on_gpu1(lambda: engine.setdefault("group", WeightGroup(1, 2, host, port, "nccl", 60, device="cuda"))).join(60)
+    broadcaster.wait_idle()
+    assert "error" not in engine, engine.get("error")
+    group = engine["group"]
+    assert group.device == torch.device("cuda:1")
+
+    notice = broadcaster.broadcast(1, state, torch.bfloat16, 4096)
+    state["w"].add_(1.0)  # the next train step
+    on_gpu1(lambda: engine.setdefault("received", dict(group.receive(notice)))).join(60)
+    broadcaster.wait_idle()
+    assert "error" not in engine, engine.get("error")
+    received = engine["received"]
     assert received["w"].device == torch.device("cuda:1") and received["w"].dtype == torch.bfloat16
-    torch.testing.assert_close(received["w"].cpu(), state["w"].to(torch.bfloat16).cpu())
-    assert torch.equal(received["ids"].cpu(), state["ids"].cpu())
+    assert torch.equal(received["w"].cpu(), expected["w"]) and torch.equal(received["ids"].cpu(), expected["ids"])
+    broadcaster.close()

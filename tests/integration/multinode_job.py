@@ -55,7 +55,7 @@ def bad_placement(out: Path) -> str:
 def weight_sync_check(out: Path, transport: str) -> dict[str, object]:
     """A learner group and an engine placed as the recipe says (the same placement calls the
     controller makes), one update at a large learning rate, then a sync across the nodes by
-    `transport` (object_store, or collective: a gloo broadcast group spanning both nodes)."""
+    `transport` (object_store, or gloo: a broadcast group spanning both nodes)."""
     from test_weight_sync import PROMPT, RESPONSE, scored_batch
 
     from rlkit.algorithms import AlgorithmOptions
@@ -83,8 +83,8 @@ def weight_sync_check(out: Path, transport: str) -> dict[str, object]:
             "rollout-0", store, model, "hf", EngineOptions(max_model_len=256), SamplingOptions(max_new_tokens=8), 4, env)
         before = ray.get(engine.token_logprobs.remote(PROMPT, RESPONSE))
         sync = WeightSync(learners, store, ["rollout-0"], timeout_s=120, dtype="float32", transport=transport)
-        if transport == "collective":
-            sync.connect([engine], "gloo")
+        if sync.broadcasts:
+            sync.connect([engine])
         learners.train_step(scored_batch())
         learner_after = learners.logprobs(PROMPT, RESPONSE)
         sync.publish(1, wait=False)
@@ -105,7 +105,7 @@ def full_run(out: Path) -> dict[str, object]:
 
     run_dir = out / "run"
     config = load_config("recipes/tiny_cpu.yaml", [*SPLIT, "run.steps=3", f"run.output_dir={run_dir}",
-                                                   "logging.progress_bar=false", "sync.transport=collective"])
+                                                   "logging.progress_bar=false", "sync.transport=gloo"])
     summary = train(config)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return {"summary": summary, "placement": json.loads((run_dir / "placement.json").read_text()),
@@ -117,7 +117,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cluster, nodes = start_cluster()
     try:
-        result = {"nodes": nodes, "bad_placement": bad_placement(out), "sync": {transport: weight_sync_check(out, transport) for transport in ("object_store", "collective")},
+        result = {"nodes": nodes, "bad_placement": bad_placement(out), "sync": {transport: weight_sync_check(out, transport) for transport in ("object_store", "gloo")},
                   "run": full_run(out)}
     finally:
         ray.shutdown()

@@ -32,10 +32,10 @@ def test_multinode_stages_run_on_the_nodes_the_recipe_names(result) -> None:
     assert [bundle["node_id"] for bundle in placement["reward"]] == [nodes["rollout"]]
     for check in result["sync"].values():
         assert check["engine_node"] == nodes["rollout"]  # the engine actor sits in its bundle
-    assert placement["weight_sync"] == {"transport": "collective", "backend": "gloo"}
+    assert placement["weight_sync"] == "gloo"
 
 
-@pytest.mark.parametrize("transport", ["object_store", "collective"])
+@pytest.mark.parametrize("transport", ["object_store", "gloo"])
 def test_multinode_weights_cross_nodes_and_engine_logprobs_match_the_learner(result, transport: str) -> None:
     sync = result["sync"][transport]
     moved = max(abs(a - b) for a, b in zip(sync["before"], sync["engine_after"]))

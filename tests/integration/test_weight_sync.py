@@ -73,30 +73,42 @@ def test_engines_match_learner_after_sync(setup) -> None:
 
 
 def test_broadcast_sync_reaches_every_engine_without_blocking_the_learner(setup) -> None:
-    """sync.transport=collective over gloo: learner rank 0 broadcasts to the vLLM and HF engines."""
+    """sync.transport=gloo: learner rank 0 broadcasts to the vLLM and HF engines."""
     store, learners, workers = setup
     names = [f"rollout-{e}" for e in workers]
-    sync = WeightSync(learners, store, names, timeout_s=120, dtype="float32", transport="collective",
+    sync = WeightSync(learners, store, names, timeout_s=120, dtype="float32", transport="gloo",
                       bucket_mb=0.25)  # several buckets for the tiny model
-    sync.connect(list(workers.values()), "gloo")
+    sync.connect(list(workers.values()))
     learners.train_step(scored_batch())
     expected = learners.logprobs(PROMPT, RESPONSE)
 
     versions = ray.get(store.wait_engines.remote(0, names, 0))
-    assert all(v < 2 for v in versions.values())
-    sync.publish(2, wait=False)  # returns once the broadcast is under way
-    assert ray.get(store.wait_engines.remote(2, names, 0)) == versions, "publish without wait must not wait for the engines"
-    # Each engine joins the broadcast in flight between requests (here: before scoring).
+    sync.publish(10, wait=False)  # returns before any engine has come for the weights
+    assert ray.get(store.wait_engines.remote(10, names, 0)) == versions, "publish without wait must not wait for the engines"
+    # Each engine joins the broadcast between requests (here: before scoring).
     after = dict(zip(workers, ray.get([w.token_logprobs.remote(PROMPT, RESPONSE) for w in workers.values()])))
-    sync.wait(2)
+    sync.wait(10)
     for engine, values in after.items():
         assert values == pytest.approx(expected, abs=2e-4), f"{engine} log-probs differ from the learner after the broadcast"
 
-    # The next version waits for the previous broadcast, then goes out in the engines' dtype.
+    # The next version goes out once the previous one is done, here in bfloat16.
+    learners.train_step(scored_batch())
+    expected = learners.logprobs(PROMPT, RESPONSE)
     sync.dtype = "bfloat16"
-    sync.publish(3, wait=False)
-    ray.get([w.token_logprobs.remote(PROMPT, RESPONSE) for w in workers.values()])
-    sync.wait(3)
+    sync.publish(11, wait=False)
+    after = dict(zip(workers, ray.get([w.token_logprobs.remote(PROMPT, RESPONSE) for w in workers.values()])))
+    sync.wait(11)
+    for engine, values in after.items():  # bf16 weights: close to the learner's fp32, not equal
+        assert values == pytest.approx(expected, abs=5e-2), f"{engine} did not load version 11"
+        assert values != pytest.approx(expected, abs=1e-6), f"{engine} cannot match fp32 exactly with bf16 weights"
+
+
+def test_a_member_that_cannot_join_the_group_is_named_with_its_reason(setup) -> None:
+    store, learners, workers = setup
+    sync = WeightSync(learners, store, ["rollout-hf"], timeout_s=20, dtype="float32", transport="nccl")  # no GPU here
+    with pytest.raises(WeightSyncError, match=r"(rollout-hf|learner rank 0) could not join the nccl weight-broadcast "
+                                              r"group at .*needs a CUDA build of torch and a GPU on every member"):
+        sync.connect([workers["hf"]])
 
 
 def test_sync_fails_loudly_when_an_engine_never_loads(setup) -> None:
