@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlkit import rise
 from rlkit.algorithms.options import resolve_rollout_correction
+from rlkit.checkpoint import Checkpoints, read_json, write_json
 from rlkit.config import TrainConfig, to_yaml
 from rlkit.data import epochs, load_prompts
 from rlkit.evaluation import accuracy_metrics
@@ -36,12 +37,15 @@ from rlkit.placement import StageDemand, alive_nodes, bundle_strategy, cluster_h
 from rlkit.runtime import actor_env, ray_session
 from rlkit.store.datastore import DataStore
 from rlkit.sync import WeightSync, resolve_transport
-from rlkit.tracking.metrics_log import MetricsLog
+from rlkit.tracking.metrics_log import JsonLines, MetricsLog
 from rlkit.tracking.plots import plot_curves
 from rlkit.tracking.progress import Progress
 from rlkit.types import Prompt, RolloutRequest, ScoredSample
 
 HEALTH_CHECK_S = 5.0
+LEARNER_TAG = "learner"  # the learner's DeepSpeed files, in checkpoints/step_<N>/learner/
+STORE_STATE = "store.json"
+TRAINER_STATE = "trainer_state.json"
 
 
 def stage_demands(config: TrainConfig, gpus: bool) -> list[StageDemand]:
@@ -76,6 +80,7 @@ class Stages:
     learners: LearnerGroup
     sync: WeightSync
     loops: dict[Any, str] = field(default_factory=dict)  # run() ref -> worker name
+    last_groups: list[str] = field(default_factory=list)  # group uids of the last batch taken
     groups: dict[str, Any] = field(default_factory=dict)  # stage -> its placement group
 
     def describe(self) -> dict[str, Any]:
@@ -161,9 +166,10 @@ class Stages:
         while True:  # the consumer task is named after the partition it drains
             taken = ray.get(self.store.get.remote(
                 partition, ["sample", "reward"], groups, whole_groups=True, clear=True, partition=partition,
-                min_version=min_version, timeout_s=HEALTH_CHECK_S))
+                min_version=min_version, timeout_s=HEALTH_CHECK_S, with_groups=True))
             if taken:
-                return [(fields["sample"], fields["reward"]) for _, fields in taken]
+                self.last_groups = list(dict.fromkeys(group for _, _, group in taken))
+                return [(fields["sample"], fields["reward"]) for _, fields, _ in taken]
             self.check_health()
             if time.monotonic() > deadline:
                 stats = ray.get(self.store.stats.remote())
@@ -189,6 +195,13 @@ class RequestFeeder:
     def __init__(self, store: Any, prompts: Iterator[Prompt], prompts_per_step: int, n: int) -> None:
         self.store, self.prompts, self.prompts_per_step, self.n = store, prompts, prompts_per_step, n
         self.next_batch = 0
+
+    def skip(self, batches: int) -> None:
+        """Resume: the first `batches` batches were admitted before the checkpoint (their
+        untrained samples come back from it); admit from the next one on."""
+        for _ in range(batches * self.prompts_per_step):
+            next(self.prompts)
+        self.next_batch = batches
 
     def admit_until(self, batch_index: int) -> None:
         while self.next_batch <= batch_index:
@@ -219,6 +232,8 @@ class Trainer:
         self.eval_prompts = (load_prompts(data.eval_path, tokenizer, split="eval", limit=config.eval.num_prompts, **options)
                              if data.eval_path else [])
         self.eval_rounds = 0
+        self.checkpoints = Checkpoints(self.run_dir, config.checkpoint.keep)
+        self.wandb_id: str | None = None
 
     def evaluate(self, stages: Stages) -> dict[str, float]:
         """Greedy accuracy on the held-out prompts, through the same rollout and reward workers."""
@@ -256,34 +271,77 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         config = self.config
+        resume = self._checkpoint_to_resume()
+        if resume is not None and resume[0] >= config.run.steps and (self.run_dir / "summary.json").exists():
+            print(f"run already complete: {self.run_dir} has its checkpoint of step {resume[0]} of {config.run.steps}")
+            return json.loads((self.run_dir / "summary.json").read_text())
         with ray_session(config.ray.address, config.ray.num_cpus):
             stages = Stages.start(config, self.model_path)
             try:
                 (self.run_dir / "placement.json").write_text(json.dumps(stages.describe(), indent=2))
-                return self._loop(stages)
+                return self._loop(stages, resume)
             finally:
                 stages.stop()
 
-    def _loop(self, stages: Stages) -> dict[str, Any]:
+    def _checkpoint_to_resume(self) -> tuple[int, Path] | None:
+        found = self.checkpoints.latest_valid()
+        if found is not None and not self.config.checkpoint.resume:
+            raise FileExistsError(
+                f"{self.run_dir} holds checkpoints (newest: step {found[0]}) and checkpoint.resume=false: "
+                "a fresh run there would mix its files with the old ones. Use another run.output_dir, delete "
+                f"{self.checkpoints.root}, or set checkpoint.resume=true to continue the old run.")
+        if found is None and self.checkpoints.published():
+            print(f"no valid checkpoint in {self.checkpoints.root} (see the warnings above): starting afresh")
+        return found
+
+    def _resume(self, stages: Stages, step: int, folder: Path) -> dict[str, Any]:
+        """Put every stage back where the checkpoint of `step` left it; returns the trainer's state."""
+        state = read_json(folder / TRAINER_STATE)
+        stages.learners.load_checkpoint(str(folder), LEARNER_TAG)
+        saved = read_json(folder / STORE_STATE)  # samples admitted but not trained on, and what producing them counted
+        ray.get([stages.store.put.remote(saved["entries"]), stages.store.add_counters.remote(saved["counters"])])
+        self.rise_rng.setstate(state["rise_rng"])
+        self.eval_rounds = state["eval_rounds"]
+        self.wandb_id = state.get("wandb_id")
+        stages.sync.publish(step, wait=True)  # the engines continue from the checkpoint's weights
+        print(f"resumed from {folder} (step {step}, {state['batches_admitted'] - step} batches in flight restored)")
+        return state
+
+    def _loop(self, stages: Stages, resume: tuple[int, Path] | None = None) -> dict[str, Any]:
         config, k = self.config, self.config.sync.max_staleness
+        first_step, state = 1, None
+        if resume is not None:
+            state = self._resume(stages, *resume)
+            first_step = resume[0] + 1
         log = MetricsLog(self.run_dir, use_wandb=config.logging.wandb, project=config.logging.wandb_project,
                          name=config.run.name, group=config.logging.wandb_group, tags=list(config.logging.wandb_tags),
-                         config=json.loads(json.dumps(_plain(config))))
-        progress = Progress(config.run.steps, config.logging.progress_bar)
+                         config=json.loads(json.dumps(_plain(config))),
+                         resume_after=None if resume is None else resume[0], wandb_id=self.wandb_id)
+        self.wandb_id = log.wandb_id
+        # Which prompt groups each step trained on: a resumed run shows that none was lost or used twice.
+        ledger = JsonLines(self.run_dir / "data_ledger.jsonl", resume_after=None if resume is None else resume[0])
+        progress = Progress(config.run.steps, config.logging.progress_bar, start=first_step - 1)
         summary: dict[str, Any] = {"run_dir": str(self.run_dir)}
-        if config.eval.before and self.eval_prompts:
+        if resume is None and config.eval.before and self.eval_prompts:
             summary["eval_before"] = self.evaluate(stages)
             progress.write(f"held-out accuracy before training: {summary['eval_before']['eval/accuracy']:.3f}")
             log.log(0, {**summary["eval_before"], "policy_version": 0})
+        elif resume is not None:
+            before = [row for row in log.history if row["step"] == 0 and "eval/accuracy" in row]
+            if before:
+                summary["eval_before"] = {key: value for key, value in before[0].items() if key.startswith("eval/")}
         feeder = RequestFeeder(stages.store, epochs(self.train_prompts, config.run.seed, config.data.shuffle),
                                config.rollout.prompts_per_step, config.rollout.n)
-        feeder.admit_until(k)
-        started = time.perf_counter()
-        for step in range(1, config.run.steps + 1):
+        if state is not None:
+            feeder.skip(state["batches_admitted"])
+        feeder.admit_until(first_step - 1 + k)
+        started = time.perf_counter() - (state["elapsed_s"] if state else 0.0)
+        for step in range(first_step, config.run.steps + 1):
             step_started = time.perf_counter()
             batch = stages.take_scored("train", config.rollout.prompts_per_step, config.rollout.batch_timeout_s,
                                        min_version=step - 1 - k)
             wait_s = time.perf_counter() - step_started
+            ledger.log(step, {"groups": stages.last_groups})
             rise_metrics: dict[str, float] = {}
             if config.rise.enable:
                 batch, rise_metrics = self.add_verifications(stages, batch, step)
@@ -310,15 +368,15 @@ class Trainer:
                 metrics.update(self.evaluate(stages))
             log.log(step, metrics)
             progress.update(metrics)
-            if config.run.checkpoint_every and step % config.run.checkpoint_every == 0:
-                self.checkpoint(stages, step, feeder)
+            if config.checkpoint.every and step % config.checkpoint.every == 0 and step < config.run.steps:
+                self.checkpoint(stages, step, feeder, time.perf_counter() - started)
         progress.close()
         if self.eval_prompts:
             summary["eval_after"] = self.evaluate(stages)
             log.log(config.run.steps, {**summary["eval_after"], "policy_version": config.run.steps})
             progress.write(f"held-out accuracy after training: {summary['eval_after']['eval/accuracy']:.3f}")
         summary["train_s"] = time.perf_counter() - started
-        self.checkpoint(stages, config.run.steps, feeder)
+        self.checkpoint(stages, config.run.steps, feeder, summary["train_s"])
         if config.run.save_final_model:
             stages.learners.save_pretrained(str(self.run_dir / "final"))
             summary["final_model"] = str(self.run_dir / "final")
@@ -330,12 +388,26 @@ class Trainer:
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
-    def checkpoint(self, stages: Stages, step: int, feeder: RequestFeeder) -> None:
-        """Learner state (DeepSpeed) plus where the data stream stands."""
-        folder = self.run_dir / "checkpoints"
-        stages.learners.save_checkpoint(str(folder), f"step_{step}")
-        state = {"step": step, "policy_version": step, "batches_admitted": feeder.next_batch}
-        (folder / f"step_{step}" / "trainer_state.json").write_text(json.dumps(state))
+    def checkpoint(self, stages: Stages, step: int, feeder: RequestFeeder, elapsed_s: float) -> Path:
+        """Everything a resume needs, published atomically as `checkpoints/step_<step>/`: the
+        learner (weights, optimizer, RNG), the store's samples admitted but not yet trained on
+        (in-flight ones are waited for, not dropped), the data cursor and the trainer's RNG."""
+        pending_groups = (feeder.next_batch - step) * self.config.rollout.prompts_per_step
+        saved = ray.get(stages.store.snapshot.remote("train", ["sample", "reward"], pending_groups,
+                                                     self.config.rollout.batch_timeout_s))
+        if saved is None:
+            raise StageFailed(
+                f"checkpoint of step {step}: the {pending_groups} groups in flight were not all generated and scored "
+                f"within rollout.batch_timeout_s={self.config.rollout.batch_timeout_s:g}s; rollout or reward is stuck")
+        folder = self.checkpoints.begin(step)
+        stages.learners.save_checkpoint(str(folder), LEARNER_TAG)
+        write_json(folder / STORE_STATE, saved)
+        write_json(folder / TRAINER_STATE, {
+            "step": step, "policy_version": step, "batches_admitted": feeder.next_batch,
+            "rise_rng": self.rise_rng.getstate(), "eval_rounds": self.eval_rounds, "elapsed_s": elapsed_s,
+            "wandb_id": self.wandb_id,
+        })
+        return self.checkpoints.publish(folder, step)
 
 
 def _plain(config: TrainConfig) -> dict[str, Any]:

@@ -197,6 +197,11 @@ def _check_sync(config: TrainConfig) -> list[str]:
         problems.append(f"sync.dtype: {sync.dtype!r} is not one of auto, float32, bfloat16")
     if sync.timeout_s <= 0:
         problems.append("sync.timeout_s must be > 0")
+    if config.checkpoint.every < 0:
+        problems.append("checkpoint.every must be ≥ 0 (0 = only at the end)")
+    if config.checkpoint.keep < 2:
+        problems.append(f"checkpoint.keep={config.checkpoint.keep}: keep at least 2, so a crash while one is written "
+                        "always leaves a verified one")
     if sync.transport not in TRANSPORTS:
         problems.append(f"sync.transport: {sync.transport!r} is not one of {', '.join(TRANSPORTS)}")
     if not sync.bucket_mb > 0:

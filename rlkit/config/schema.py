@@ -30,10 +30,20 @@ class RunConfig:
     """Seed for data order, sampling and initialisation."""
     steps: int = 10
     """Number of learner steps (each one batch of `rollout.prompts_per_step` prompt groups)."""
-    checkpoint_every: int = 0
-    """Save a resumable checkpoint every this many steps; 0 = only at the end."""
     save_final_model: bool = True
     """Write the trained model with save_pretrained (safetensors) to `<output_dir>/final/`."""
+
+
+@dataclass
+class CheckpointConfig:
+    """Resumable, crash-consistent checkpoints in `<output_dir>/checkpoints/` (docs/reliability.md)."""
+
+    every: int = 0
+    """Save a checkpoint every this many steps; 0 = only at the end."""
+    keep: int = 2
+    """How many of the newest verified checkpoints to keep (at least 2)."""
+    resume: bool = True
+    """Start from the newest valid checkpoint in run.output_dir when there is one; false starts afresh (and refuses a folder that has checkpoints)."""
 
 
 @dataclass
@@ -195,6 +205,7 @@ class TrainConfig:
     """A whole training run."""
 
     run: RunConfig = field(default_factory=RunConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)

@@ -31,6 +31,7 @@ from rlkit.learner.inputs import advantages_of_applicable, applicable_rows, deno
 from rlkit.learner.metrics_merge import merge_rank_metrics
 from rlkit.learner.logprobs import batch_logprobs
 from rlkit.learner.options import LearnerOptions
+from rlkit.learner.safe_checkpoint import install as install_safe_checkpoint_engine
 from rlkit.models import cache_root
 from rlkit.runtime import pin_cpus
 from rlkit.types import ScoredSample, TrainBatch
@@ -204,6 +205,7 @@ class LearnerWorker:
         self.engine, *_ = deepspeed.initialize(
             model=PolicyLogprobs(model), optimizer=optimizer, config=deepspeed_config(self.options, self.world_size)
         )
+        install_safe_checkpoint_engine(self.engine)  # resuming never unpickles arbitrary objects
         self.device = self.engine.device
         for parameter in self.engine.module.parameters():
             if parameter.requires_grad:
@@ -533,11 +535,14 @@ class LearnerWorker:
         dist.barrier()
 
     def save_checkpoint(self, directory: str, tag: str) -> None:
-        """DeepSpeed checkpoint (weights, optimizer state, shards) for resuming; all ranks call."""
-        self._require_engine().save_checkpoint(directory, tag=tag)
+        """DeepSpeed checkpoint (weights, optimizer state, shards) plus this worker's own counters
+        and RNG state, for resuming; all ranks call."""
+        client_state = {"rlkit": {"steps_trained": self.steps_trained, "torch_rng": torch.get_rng_state()}}
+        self._require_engine().save_checkpoint(directory, tag=tag, client_state=client_state)
 
     def load_checkpoint(self, directory: str, tag: str) -> None:
-        """Resume from `save_checkpoint(directory, tag)`; all ranks call."""
+        """Resume from `save_checkpoint(directory, tag)`; all ranks call. Files are read without
+        unpickling arbitrary objects (`rlkit.learner.safe_checkpoint`)."""
         engine = self._require_engine()
         missing = FileNotFoundError(
             f"no DeepSpeed checkpoint {tag!r} under {directory}: give the folder and tag that "
@@ -545,9 +550,13 @@ class LearnerWorker:
         )
         if not (Path(directory) / tag).is_dir():
             raise missing
-        path, _ = engine.load_checkpoint(directory, tag=tag)
+        path, client_state = engine.load_checkpoint(directory, tag=tag)
         if path is None:
             raise missing
+        own = (client_state or {}).get("rlkit")
+        if own is not None:
+            self.steps_trained = int(own["steps_trained"])
+            torch.set_rng_state(own["torch_rng"])
 
     # ---------------------------------------------------------------- helpers
 

@@ -65,12 +65,12 @@ class RewardWorker:
             next(scored) if sample.env_status in ("none", "ok") else _environment_failure(sample)
             for sample in samples
         ]
-        ray.get(self.store.set_field.remote([entry_id for entry_id, _ in taken], "reward", rewards))
         # All scored samples, evaluation included; batch-level status counts come from the learner.
         statuses = Counter(reward.status.value for reward in rewards)
         counters = {f"reward_worker/{status}": float(count) for status, count in statuses.items()}
         counters["timing/reward_score_s"] = sum(reward.seconds for reward in rewards)
-        ray.get(self.store.add_counters.remote(counters))
+        # One call: a checkpoint that sees the rewards also sees what scoring them counted.
+        ray.get(self.store.set_field.remote([entry_id for entry_id, _ in taken], "reward", rewards, counters))
         self.scored += len(rewards)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import zlib
 from typing import Any
 
 import ray
@@ -95,7 +96,7 @@ class RolloutWorker:
                 self.sampling,
                 temperature=0.0 if greedy else self.sampling.temperature,
                 max_new_tokens=max_new_tokens or self.sampling.max_new_tokens,
-                seed=None if self.sampling.seed is None else self.sampling.seed + self.requests_done,
+                seed=request_seed(self.sampling.seed, batch),
             )
             started = time.perf_counter()
             samples = self._episodes(batch, sampling) if self.env_host else self._single_turn(batch, n, sampling)
@@ -105,7 +106,6 @@ class RolloutWorker:
                  "partition": request.partition, "fields": {"sample": s}}
                 for request, s in samples
             ]
-            ray.get(self.store.put.remote(entries))
             counters = {
                 "timing/rollout_generate_s": seconds,
                 "rollout/generated_tokens": sum(sum(s.response_mask) for _, s in samples),
@@ -116,7 +116,7 @@ class RolloutWorker:
                 for status in ("error", "timeout"):
                     counters[f"rollout/env_{status}"] = sum(s.env_status == status for _, s in samples)
                 counters["rollout/env_turns"] = sum(len(s.turn_boundaries) for _, s in samples)
-            ray.get(self.store.add_counters.remote(counters))
+            ray.get(self.store.put.remote(entries, counters))  # one call: samples and their counts land together
             self.requests_done += len(batch)
 
     def _single_turn(
@@ -194,3 +194,12 @@ class RolloutWorker:
         """The engine's log-probs of a fixed sequence (to check a weight sync)."""
         self._load_newer_weights()
         return self.engine.token_logprobs(prompt_ids, response_ids, temperature)
+
+
+def request_seed(seed: int | None, batch: list[RolloutRequest]) -> int | None:
+    """The sampling seed of one engine call: the recipe's seed plus a hash of its first request,
+    so a sample depends on what is asked, not on which worker asks or how many calls it made
+    before (runs repeat, and resume, exactly)."""
+    if seed is None:
+        return None
+    return (seed + zlib.crc32(batch[0].group_uid.encode())) % (1 << 31)

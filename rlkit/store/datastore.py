@@ -41,21 +41,27 @@ class DataStore:
         async with self._changed:
             self._changed.notify_all()
 
-    async def put(self, entries: list[dict[str, Any]]) -> list[int]:
-        """Add entries: each {"group", "group_size", "version", "partition", "fields": {name: value}}."""
+    async def put(self, entries: list[dict[str, Any]], counters: dict[str, float] | None = None) -> list[int]:
+        """Add entries: each {"group", "group_size", "version", "partition", "fields": {name: value}},
+        optionally with "consumed_by" (tasks that already took it: a restored checkpoint's entries),
+        and `counters` to the running counters in the same step."""
         ids = [
             self._index.add(
                 e.get("group"), int(e.get("group_size", 1)), int(e.get("version", 0)),
                 {name: hold(value) for name, value in e["fields"].items()}, e.get("partition", "train"),
+                e.get("consumed_by", ()),
             )
             for e in entries
         ]
+        self._add(counters or {})
         await self._notify()
         return ids
 
-    async def set_field(self, entry_ids: list[int], name: str, values: list[Any]) -> int:
-        """Add field `name` (one value per entry) to existing entries; returns how many still existed."""
+    async def set_field(self, entry_ids: list[int], name: str, values: list[Any], counters: dict[str, float] | None = None) -> int:
+        """Add field `name` (one value per entry) to existing entries, and `counters` to the running
+        counters; returns how many entries still existed."""
         written = sum(self._index.set_field(i, name, hold(v)) for i, v in zip(entry_ids, values))
+        self._add(counters or {})
         await self._notify()
         return written
 
@@ -72,6 +78,7 @@ class DataStore:
         partition: str | None = "train",
         timeout_s: float | None = None,
         wake_on_weights_above: int | None = None,
+        with_groups: bool = False,
     ) -> list[tuple[int, dict[str, Any]]] | None:
         """Wait until `min_items` (default `limit`) entries or groups are ready, then take up to `limit`.
 
@@ -104,7 +111,44 @@ class DataStore:
                     return []
         if self._closed:
             return None
-        return self._index.take(task, key, limit, whole_groups=whole_groups, min_version=min_version, clear=clear, partition=partition)
+        taken = self._index.take(task, key, limit, whole_groups=whole_groups, min_version=min_version, clear=clear, partition=partition)
+        if with_groups:  # (entry_id, fields, group): the trainer's record of which prompts it trained on
+            return [(entry_id, fields, group) for (entry_id, fields), group in zip(taken, self._index.last_taken_groups)]
+        return taken
+
+    async def snapshot(self, partition: str, fields: list[str], groups: int, timeout_s: float) -> dict[str, Any] | None:
+        """Once `groups` whole groups of `partition` have every field in `fields`: {"entries": its
+        entries with their values, oldest first, in the form `put` takes back; "counters": the
+        counters not yet drained (what producing them counted)}. None if that does not happen
+        within `timeout_s` (something upstream is stuck) or the store closes.
+
+        A checkpoint calls this with the number of groups admitted but not yet trained on, so
+        it waits out generations and scoring in flight and saves them, rather than losing them."""
+        key = tuple(fields)
+        deadline = time.monotonic() + timeout_s
+
+        def settled() -> bool:
+            return self._closed or self._index.count_ready(
+                "checkpoint", key, whole_groups=True, partition=partition, enough=groups) >= groups
+
+        async with self._changed:
+            while not settled():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    return None
+        if self._closed:
+            return None
+        saved = []
+        for entry in self._index.entries(partition):
+            values = {name: (await handle) if isinstance(handle, ray.ObjectRef) else handle
+                      for name, handle in entry.fields.items()}
+            saved.append({"group": entry.group, "group_size": entry.group_size, "version": entry.version,
+                          "partition": entry.partition, "fields": values, "consumed_by": sorted(entry.consumed_by)})
+        return {"entries": saved, "counters": dict(self._counters)}
 
     async def publish_weights(self, version: int, weights: list[Any]) -> None:
         """Announce new weights ([ref] to a state dict) as policy `version`."""
@@ -141,7 +185,10 @@ class DataStore:
 
     async def add_counters(self, values: dict[str, float]) -> None:
         """Producers add to running counters (e.g. reward failures) that the controller drains."""
-        for name, value in values.items():
+        self._add(values)
+
+    def _add(self, counters: dict[str, float]) -> None:
+        for name, value in counters.items():
             self._counters[name] = self._counters.get(name, 0.0) + value
 
     async def drain_counters(self) -> dict[str, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 @dataclass
@@ -42,9 +42,11 @@ class StoreIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, group: str | None, group_size: int, version: int, fields: dict[str, Any], partition: str = "train") -> int:
+    def add(self, group: str | None, group_size: int, version: int, fields: dict[str, Any], partition: str = "train",
+            consumed_by: Iterable[str] = ()) -> int:
         now = self._clock()
-        entry = Entry(self._next_id, group, group_size, version, partition, dict(fields), ready_at=dict.fromkeys(fields, now))
+        entry = Entry(self._next_id, group, group_size, version, partition, dict(fields), set(consumed_by),
+                      ready_at=dict.fromkeys(fields, now))
         self._next_id += 1
         self._entries[entry.entry_id] = entry
         if group is not None:
@@ -100,10 +102,12 @@ class StoreIndex:
                 if self._ready(entry, task, fields, min_version, partition):
                     picked.append(entry)
         result = []
+        self.last_taken_groups: list[str | None] = []
         now = self._clock()
         for entry in picked:
             self._waits[task].append(now - max(entry.ready_at[name] for name in fields) if fields else 0.0)
             entry.consumed_by.add(task)
+            self.last_taken_groups.append(entry.group)
             result.append((entry.entry_id, {name: entry.fields[name] for name in fields}))
             if clear:
                 self._remove(entry)
@@ -139,6 +143,10 @@ class StoreIndex:
             members.remove(entry.entry_id)
             if not members:
                 del self._groups[entry.group]
+
+    def entries(self, partition: str) -> list[Entry]:
+        """Every entry of `partition`, oldest first (what a checkpoint saves)."""
+        return [entry for entry in self._entries.values() if entry.partition == partition]
 
     def drain_waits(self) -> dict[str, list[float]]:
         """Per consumer task, how long each entry it took had been ready (its last requested

@@ -34,9 +34,14 @@ class MetricsLog:
     """Appends step metrics to metrics.jsonl and, optionally, to a W&B run."""
 
     def __init__(self, run_dir: Path, *, use_wandb: bool, project: str, name: str, group: str | None,
-                 tags: list[str], config: dict[str, Any]) -> None:
-        self.path = run_dir / "metrics.jsonl"
-        self.history: list[dict[str, Any]] = []
+                 tags: list[str], config: dict[str, Any], resume_after: int | None = None,
+                 wandb_id: str | None = None) -> None:
+        """`resume_after`: continue a run from its checkpoint at that step: rows logged after it
+        (by the run that died) are dropped, earlier ones kept; None starts the file afresh.
+        `wandb_id`: the W&B run to continue."""
+        self._rows = JsonLines(run_dir / "metrics.jsonl", resume_after)
+        self.path = self._rows.path
+        self.history = self._rows.rows
         self._wandb_run = None
         if use_wandb:
             import wandb
@@ -44,13 +49,15 @@ class MetricsLog:
             self._wandb_run = wandb.init(
                 project=project, name=name, group=group, tags=tags or None, config=config,
                 dir=str(run_dir), mode=wandb_mode(), reinit="finish_previous",
+                id=wandb_id, resume="allow" if wandb_id else None,
             )
 
+    @property
+    def wandb_id(self) -> str | None:
+        return None if self._wandb_run is None else self._wandb_run.id
+
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        record = {"step": step, **{key: _clean(value) for key, value in sorted(metrics.items())}}
-        self.history.append(record)
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        record = self._rows.log(step, {key: _clean(value) for key, value in sorted(metrics.items())})
         if self._wandb_run is not None:
             self._wandb_run.log({k: v for k, v in record.items() if v is not None and k != "step"}, step=step)
 
@@ -64,6 +71,23 @@ class MetricsLog:
         if self._wandb_run is not None:
             self._wandb_run.finish()
             self._wandb_run = None
+
+
+class JsonLines:
+    """One JSON object per step in a file; on resume, rows after the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, resume_after: int | None = None) -> None:
+        self.path = path
+        rows = read_metrics(path) if resume_after is not None and path.exists() else []
+        self.rows = [row for row in rows if row.get("step", 0) <= (resume_after or 0)]
+        path.write_text("".join(json.dumps(row) + "\n" for row in self.rows))
+
+    def log(self, step: int, values: dict[str, Any]) -> dict[str, Any]:
+        record = {"step": step, **values}
+        self.rows.append(record)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        return record
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -9,12 +9,13 @@ from typing import Any
 class Progress:
     """tqdm over training steps; silent when disabled or when stderr is not wanted."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, start: int = 0) -> None:
         self._bar = None
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=0)
+            self._bar = tqdm(total=total, initial=start, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
+                             mininterval=0)
 
     def update(self, metrics: dict[str, Any]) -> None:
         if self._bar is None:
