@@ -70,6 +70,10 @@ class StageFailed(RuntimeError):
     """A stage actor died or a batch never arrived."""
 
 
+class NumericalFailure(RuntimeError):
+    """Training stopped making updates: the loss or gradients stayed non-finite."""
+
+
 @dataclass
 class Stages:
     """Every running actor of a run."""
@@ -336,6 +340,7 @@ class Trainer:
             feeder.skip(state["batches_admitted"])
         feeder.admit_until(first_step - 1 + k)
         started = time.perf_counter() - (state["elapsed_s"] if state else 0.0)
+        skips_in_a_row = 0
         for step in range(first_step, config.run.steps + 1):
             step_started = time.perf_counter()
             batch = stages.take_scored("train", config.rollout.prompts_per_step, config.rollout.batch_timeout_s,
@@ -368,6 +373,13 @@ class Trainer:
                 metrics.update(self.evaluate(stages))
             log.log(step, metrics)
             progress.update(metrics)
+            skips_in_a_row = skips_in_a_row + 1 if metrics.get("actor/skipped_steps", 0) > 0 else 0
+            if config.run.max_consecutive_skips and skips_in_a_row >= config.run.max_consecutive_skips:
+                raise NumericalFailure(
+                    f"{skips_in_a_row} steps in a row (through step {step}) had updates skipped because the loss or a "
+                    f"gradient was not finite (actor/skipped_steps in {log.path}); the weights stopped changing. "
+                    "Lower learner.lr, check rewards and advantages for extreme values (reward/min and reward/max in the metrics), "
+                    "or resume from the last checkpoint with other settings.")
             if config.checkpoint.every and step % config.checkpoint.every == 0 and step < config.run.steps:
                 self.checkpoint(stages, step, feeder, time.perf_counter() - started)
         progress.close()

@@ -197,6 +197,8 @@ def _check_sync(config: TrainConfig) -> list[str]:
         problems.append(f"sync.dtype: {sync.dtype!r} is not one of auto, float32, bfloat16")
     if sync.timeout_s <= 0:
         problems.append("sync.timeout_s must be > 0")
+    if config.run.max_consecutive_skips < 0:
+        problems.append("run.max_consecutive_skips must be ≥ 0 (0 = never stop)")
     if config.checkpoint.every < 0:
         problems.append("checkpoint.every must be ≥ 0 (0 = only at the end)")
     if config.checkpoint.keep < 2:

@@ -30,6 +30,8 @@ class RunConfig:
     """Seed for data order, sampling and initialisation."""
     steps: int = 10
     """Number of learner steps (each one batch of `rollout.prompts_per_step` prompt groups)."""
+    max_consecutive_skips: int = 3
+    """Stop the run once this many steps in a row had an update skipped for a non-finite loss or gradient; 0 = never stop."""
     save_final_model: bool = True
     """Write the trained model with save_pretrained (safetensors) to `<output_dir>/final/`."""
 
