@@ -84,9 +84,20 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
     else:
         cpus = num_cpus or max(4, os.cpu_count() or 1)
         temp_dir = tempfile.mkdtemp(prefix="rlkit-ray-", dir="/tmp")
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        _keep_local_cluster_on_loopback()
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=True)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _keep_local_cluster_on_loopback() -> None:
+    """A private one-machine cluster listens on 127.0.0.1 only. Ray binds its servers to every
+    interface unless its node address is loopback, which it picks when
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: the processes Ray starts read the variable, and this
+    process already imported Ray, so its copy of the flag is set too."""
+    import ray._private.ray_constants as ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False

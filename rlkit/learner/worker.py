@@ -38,6 +38,7 @@ from rlkit.types import ScoredSample, TrainBatch
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+RENDEZVOUS_TIMEOUT_S = 600
 
 
 class PolicyLogprobs(nn.Module):
@@ -190,7 +191,8 @@ class LearnerWorker:
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         # DeepSpeed calls torch.distributed functions that torch has renamed: one warning per call.
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
-        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+        self._join_process_group(backend)
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)  # adopts the group above
         model = self._load_model()
         parameters = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
@@ -213,6 +215,26 @@ class LearnerWorker:
         self._nonfinite = torch.zeros((), device=self.device)
         if self.algorithm.kl_coef > 0:
             self.reference = self._build_reference(deepspeed)
+
+    def _join_process_group(self, backend: str) -> None:
+        """The ranks' process group, its rendezvous store on rank 0 listening on `master_addr`
+        only (torch's env:// rendezvous would listen on every interface of the node)."""
+        import datetime
+        import socket
+
+        import torch.distributed as dist
+
+        timeout = datetime.timedelta(seconds=RENDEZVOUS_TIMEOUT_S)
+        listening = None
+        if self.rank == 0:
+            family = socket.AF_INET6 if ":" in self.master_addr else socket.AF_INET
+            listening = socket.socket(family, socket.SOCK_STREAM)
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind((self.master_addr, self.master_port))
+            listening.listen(128)
+        store = dist.TCPStore(self.master_addr, self.master_port, self.world_size, self.rank == 0, timeout,
+                              master_listen_fd=listening.detach() if listening is not None else None)
+        dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.world_size, timeout=timeout)
 
     def _backend(self) -> str:
         if self.options.backend != "auto":
