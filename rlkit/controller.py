@@ -307,7 +307,7 @@ class Trainer:
         self.rise_rng.setstate(state["rise_rng"])
         self.eval_rounds = state["eval_rounds"]
         self.wandb_id = state.get("wandb_id")
-        stages.sync.publish(step, wait=True)  # the engines continue from the checkpoint's weights
+        stages.sync.publish(step, wait=True, check=stages.check_health)  # the engines continue from the checkpoint's weights
         print(f"resumed from {folder} (step {step}, {state['batches_admitted'] - step} batches in flight restored)")
         return state
 
@@ -352,7 +352,7 @@ class Trainer:
                 batch, rise_metrics = self.add_verifications(stages, batch, step)
             metrics = stages.learners.train_step(batch)
             metrics.update(rise_metrics)
-            sync_s = stages.sync.publish(step, wait=k == 0)
+            sync_s = stages.sync.publish(step, wait=k == 0, check=stages.check_health)
             feeder.admit_until(step + k)
             step_s = time.perf_counter() - step_started
             counters, store_metrics = ray.get([stages.store.drain_counters.remote(), stages.store.drain_metrics.remote()])
@@ -405,9 +405,12 @@ class Trainer:
         learner (weights, optimizer, RNG), the store's samples admitted but not yet trained on
         (in-flight ones are waited for, not dropped), the data cursor and the trainer's RNG."""
         pending_groups = (feeder.next_batch - step) * self.config.rollout.prompts_per_step
-        saved = ray.get(stages.store.snapshot.remote("train", ["sample", "reward"], pending_groups,
-                                                     self.config.rollout.batch_timeout_s))
-        if saved is None:
+        deadline = time.monotonic() + self.config.rollout.batch_timeout_s
+        while (saved := ray.get(stages.store.snapshot.remote("train", ["sample", "reward"], pending_groups,
+                                                              HEALTH_CHECK_S))) is None:
+            stages.check_health()  # a dead worker fails the run now, not after the timeout
+            if time.monotonic() < deadline:
+                continue
             raise StageFailed(
                 f"checkpoint of step {step}: the {pending_groups} groups in flight were not all generated and scored "
                 f"within rollout.batch_timeout_s={self.config.rollout.batch_timeout_s:g}s; rollout or reward is stuck")

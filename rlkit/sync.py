@@ -17,11 +17,12 @@ fails loudly, naming the workers that lag. The only module that knows both the l
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import ray
 
 TRANSPORTS = ("auto", "object_store", "nccl", "gloo")
+CHECK_EVERY_S = 5.0  # how often a waiting sync asks whether a worker died
 
 
 class WeightSyncError(RuntimeError):
@@ -94,8 +95,10 @@ class WeightSync:
                     "Every engine's node must reach that address; sync.transport=object_store needs no group."
                 ) from error
 
-    def publish(self, version: int, wait: bool = True) -> float:
-        """Send weights as policy `version`; with `wait`, block until every engine loaded them."""
+    def publish(self, version: int, wait: bool = True, check: Callable[[], None] | None = None) -> float:
+        """Send weights as policy `version`; with `wait`, block until every engine loaded them.
+        `check` is called while waiting (it raises if a worker died, so a dead engine fails the
+        run at once rather than at the timeout)."""
         started = time.perf_counter()
         if self.broadcasts:
             weights = self.learners.broadcast_weights(version, self.dtype, self.bucket_bytes)
@@ -103,16 +106,22 @@ class WeightSync:
             weights = self.learners.export_weights_ref(self.dtype)
         ray.get(self.store.publish_weights.remote(version, [weights]), timeout=self.timeout_s)
         if wait:
-            self.wait(version, deadline=started + self.timeout_s)
+            self.wait(version, deadline=started + self.timeout_s, check=check)
         return time.perf_counter() - started
 
-    def wait(self, version: int, deadline: float | None = None) -> None:
-        remaining = max(0.0, (deadline or time.perf_counter() + self.timeout_s) - time.perf_counter())
-        seen = ray.get(self.store.wait_engines.remote(version, self.worker_names, remaining))
-        lagging = {name: v for name, v in seen.items() if v < version}
-        if lagging:
-            raise WeightSyncError(
-                f"weight sync to version {version} did not finish within sync.timeout_s={self.timeout_s:g}s; "
-                f"engines still on older weights: {lagging}. A rollout worker may be stuck in a long "
-                "generation or dead (see its log); raise sync.timeout_s if generations are legitimately long."
-            )
+    def wait(self, version: int, deadline: float | None = None, check: Callable[[], None] | None = None) -> None:
+        deadline = deadline or time.perf_counter() + self.timeout_s
+        while True:
+            remaining = max(0.0, deadline - time.perf_counter())
+            seen = ray.get(self.store.wait_engines.remote(version, self.worker_names, min(remaining, CHECK_EVERY_S)))
+            lagging = {name: v for name, v in seen.items() if v < version}
+            if not lagging:
+                return
+            if check is not None:
+                check()
+            if time.perf_counter() >= deadline:
+                raise WeightSyncError(
+                    f"weight sync to version {version} did not finish within sync.timeout_s={self.timeout_s:g}s; "
+                    f"engines still on older weights: {lagging}. A rollout worker may be stuck in a long "
+                    "generation or dead (see its log); raise sync.timeout_s if generations are legitimately long."
+                )

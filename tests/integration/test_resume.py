@@ -19,6 +19,7 @@ import pytest
 
 from rlkit.tracking.metrics_log import read_metrics
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -38,20 +39,39 @@ def run_to_end(out: Path) -> str:
     return done.stdout + done.stderr
 
 
-def run_and_kill(out: Path, after_step: int) -> None:
-    """Start a run and SIGKILL it (no cleanup of any kind) once it has logged `after_step`."""
-    process = subprocess.Popen(train_command(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_and_wait_for_step(out: Path, step: int) -> subprocess.Popen:
+    """Start a run; return once it has logged `step` (the next step is then under way)."""
+    process = subprocess.Popen(train_command(out), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
     metrics = out / "metrics.jsonl"
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if metrics.exists() and any(row.get("step") == after_step and "reward/mean" in row for row in read_metrics(metrics)):
-                break
-            time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed"
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(30)
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and any(row.get("step") == step and "reward/mean" in row for row in read_metrics(metrics)):
+            return process
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"the run ended or stalled before step {step}: {process.communicate()[0][-3000:]}")
+
+
+def run_and_kill(out: Path, after_step: int) -> None:
+    """Start a run and SIGKILL it (no cleanup of any kind) once it has logged `after_step`."""
+    process = start_and_wait_for_step(out, after_step)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+
+
+def actor_processes(root: int, title: str) -> list[int]:
+    """Processes under `root` whose title (Ray sets it to the actor class) starts with `title`."""
+    from test_security import descendants
+
+    found = []
+    for pid in descendants(root):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if command.startswith(title):
+            found.append(pid)
+    return found
 
 
 def comparable(rows: list[dict]) -> list[dict]:
@@ -98,3 +118,33 @@ def test_checkpoints_are_verified_and_only_the_newest_two_kept(runs) -> None:
     for step in ("step_4", "step_6"):
         manifest = json.loads((folder / step / "MANIFEST.json").read_text())
         assert {"trainer_state.json", "store.json", "learner/mp_rank_00_model_states.pt"} <= set(manifest["files"])
+
+
+# One process of each stage, killed with SIGKILL while step 6 runs. The run stops, naming what
+# died; the same command then resumes from the step-4 checkpoint and ends exactly like the run
+# that was never interrupted.
+KILLS = {
+    "reward worker": ("ray::RewardWorker", "reward-0 failed"),
+    "rollout worker": ("ray::RolloutWorker", "rollout-0 failed"),
+    "store": ("ray::DataStore", "DataStore"),
+    "learner rank": ("ray::LearnerRank", "learner"),
+}
+
+
+@pytest.mark.parametrize("victim", list(KILLS))
+def test_a_killed_stage_process_stops_the_run_and_the_rerun_ends_as_if_nothing_happened(runs, tmp_path, victim) -> None:
+    title, named = KILLS[victim]
+    out = tmp_path / "run"
+    process = start_and_wait_for_step(out, 5)
+    pids = actor_processes(process.pid, title)
+    assert pids, f"no {title} process under the driver"
+    os.kill(pids[-1], signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0, f"the run went on without its {victim}"
+    assert named in output, output[-3000:]
+
+    resumed = run_to_end(out)
+    assert "resumed from" in resumed and "checkpoints/step_4" in resumed
+    assert (out / "final" / "model.safetensors").read_bytes() == (runs["whole"] / "final" / "model.safetensors").read_bytes()
+    assert comparable(read_metrics(out / "metrics.jsonl")) == comparable(read_metrics(runs["whole"] / "metrics.jsonl"))
+    assert read_metrics(out / "data_ledger.jsonl") == read_metrics(runs["whole"] / "data_ledger.jsonl")
