@@ -15,7 +15,9 @@ so a reward function may use `subprocess` but not start `multiprocessing` childr
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import signal
 import threading
 import time
 import weakref
@@ -45,7 +47,12 @@ def _send(conn: Connection, message: Any) -> None:
 
 
 def _worker_main(conn: Connection, functions: Sequence[LabeledFn]) -> None:
-    """Worker process entry point: load the functions, then score requests until told to stop."""
+    """Worker process entry point: load the functions, then score requests until told to stop.
+
+    The worker leads a process group of its own, so every process a reward function starts
+    (and does not move out of the group) can be found and killed: after each call, and with
+    the worker when it is killed."""
+    os.setpgid(0, 0)
     try:
         loaded = []
         for label, weight, spec in functions:
@@ -66,6 +73,7 @@ def _worker_main(conn: Connection, functions: Sequence[LabeledFn]) -> None:
         verdict = contract.combine(
             [(label, weight, contract.call_and_judge(fn, request, keywords)) for label, weight, fn, keywords in loaded]
         )
+        _kill_group_members_but_self()  # a reward function leaves no process behind
         try:
             payload = pickle.dumps(("result", index, verdict), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -327,7 +335,8 @@ def _to_reward(verdict: object) -> Reward:
 
 
 def _kill(worker: _Worker) -> None:
-    """SIGTERM, then SIGKILL if it is still alive after a grace period; reap it (no zombie)."""
+    """SIGTERM, then SIGKILL if it is still alive after a grace period; reap it (no zombie);
+    then SIGKILL whatever is left in its process group (what its reward function started)."""
     process = worker.process
     if process.is_alive():
         process.terminate()
@@ -336,6 +345,39 @@ def _kill(worker: _Worker) -> None:
             process.kill()
     process.join()
     worker.conn.close()
+    if process.pid is not None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _kill_group_members_but_self() -> None:
+    """SIGKILL every other process in this process's group (Linux: read from /proc)."""
+    me = os.getpid()
+    group = os.getpgid(0)
+    if group != me:
+        return  # not a group leader: the group is not ours to clear
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ...
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    while True:  # reap this worker's own children, so none lingers as a zombie
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _shutdown(workers: list[_Worker]) -> None:

@@ -30,7 +30,7 @@ TEMPERATURE = 0.9
 GROUP_SIZES = (4, 4, 4, 5)  # 17 rows: ranks get 9 and 8, so rank 1 runs a filler micro-batch
 
 
-def scored_batch(seed: int, poison: bool = False) -> list[ScoredSample]:
+def scored_batch(seed: int, poison: bool | float = False) -> list[ScoredSample]:
     """Random prompts/responses; 0/1 rewards, mixed within each group; one masked tool token."""
     rng = random.Random(seed)
     items = []
@@ -47,7 +47,7 @@ def scored_batch(seed: int, poison: bool = False) -> list[ScoredSample]:
                 response_ids=response, response_mask=mask, rollout_logprobs=[-1.0] * len(response),
                 policy_version=0, finish=FinishReason.STOP, response_text="",
             )
-            score = float("nan") if poison else float(index % 2)
+            score = (float("nan") if poison is True else float(poison)) if poison is not False else float(index % 2)
             items.append(ScoredSample(sample=sample, reward=Reward(score=score, status=RewardStatus.OK)))
     return items
 
@@ -381,3 +381,30 @@ def test_every_method_trains_on_deepspeed_ranks_like_the_reference(method: str, 
         assert metrics[0][METHOD_METRICS[method]] >= 1  # the selection acted
     if method == "llds":
         assert metrics[1]["actor/llds/loss"] > 0  # a second mini-batch trains on a displaced policy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_nan_and_inf_updates_are_skipped_in_each_dtype(ray_cluster, dtype: str) -> None:
+    """A NaN or an infinite reward poisons the loss and every gradient; in fp32 and in bf16
+    (DeepSpeed's bf16 optimizer) the update is skipped and counted, weights and Adam untouched,
+    and the next clean batch trains."""
+    from rlkit.learner.group import LearnerGroup
+
+    options = LearnerOptions(num_ranks=1, zero_stage=0, micro_batch_size=8, lr=LR, dtype=dtype)
+    group = LearnerGroup(str(resolve_model("tiny")), options, AlgorithmOptions(), TEMPERATURE, step_timeout_s=120)
+    ray = ray_cluster
+    try:
+        before = get_tensors(group.export_weights_ref())
+        for poison in (float("nan"), float("inf"), float("-inf")):
+            metrics = group.train_step([ray.put(item) for item in scored_batch(3, poison)])
+            assert metrics["actor/skipped_steps"] == 1, (poison, metrics)
+            after = get_tensors(group.export_weights_ref())
+            for name, tensor in before.items():
+                assert torch.equal(after[name], tensor), (poison, name)
+        metrics = group.train_step([ray.put(item) for item in scored_batch(1)])
+        assert metrics["actor/skipped_steps"] == 0
+        trained = get_tensors(group.export_weights_ref())
+        assert any(not torch.equal(trained[name], tensor) for name, tensor in before.items())
+    finally:
+        group.shutdown()

@@ -99,6 +99,38 @@ def test_a_pathological_answer_cannot_hang_the_pool() -> None:
     assert elapsed < timeout_s + 3.0
 
 
+PATHOLOGICAL = {
+    "power tower": "\\boxed{10^{10^{10}}}",
+    "factorial of a million": "\\boxed{1000000!}",
+    "huge exponent": "\\boxed{2^{2^{64}}}",
+    "5000 nested braces": "\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}",
+    "300 nested fractions": "\\boxed{" + "\\frac{1}{" * 300 + "1" + "}" * 300 + "}",
+    "500 nested roots": "\\boxed{" + "\\sqrt{" * 500 + "2" + "}" * 500 + "}",
+    "100k digits": "\\boxed{" + "9" * 100_000 + "}",
+    "100k characters": "x" * 100_000,
+    "1000 unclosed boxes": "\\boxed{" * 1000,
+    "a NUL byte": "\\boxed{4\x002}",
+    "plain power tower": "the answer is 9^9^9^9",
+}
+
+
+@pytest.mark.slow
+def test_a_corpus_of_pathological_answers_scores_zero_or_times_out_and_never_errors() -> None:
+    timeout_s = 3.0
+    items = [RewardRequest(prompt="", response=text, ground_truth="42") for text in PATHOLOGICAL.values()]
+    items += [RewardRequest(prompt="", response=text, ground_truth="42") for text in ("\\boxed{42}", "\\boxed{٤٢}", "\\boxed{４２}")]
+    with ScoringPool(RewardFnSpec(module="rewards.math_answer:score"), num_processes=4, timeout_s=timeout_s) as pool:
+        start = time.monotonic()
+        rewards = pool.score(items)
+        elapsed = time.monotonic() - start
+    for name, reward in zip(PATHOLOGICAL, rewards):
+        assert reward.status in (RewardStatus.OK, RewardStatus.TIMEOUT), f"{name}: {reward.status} {reward.error}"
+        assert reward.score == 0.0, name
+    # Control, then Arabic-Indic and full-width digits: read as the number 42 they are.
+    assert [(r.status, r.score) for r in rewards[len(PATHOLOGICAL):]] == [(RewardStatus.OK, 1.0)] * 3
+    assert elapsed < len(items) * timeout_s / 4 + 10  # timeouts in parallel, nothing waits longer
+
+
 def test_strict_form_pays_only_a_correct_boxed_answer() -> None:
     from rewards.math_answer import score_boxed
 

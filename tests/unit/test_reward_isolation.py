@@ -46,6 +46,30 @@ REWARD_FILE = textwrap.dedent(
                 f.write(str(os.getpid()))
             while True:
                 time.sleep(0.01)
+        if kind == "regex-in-c":  # catastrophic backtracking: hangs inside C, holding the GIL
+            import re
+            with open(extra["pid_file"], "w") as f:
+                f.write(str(os.getpid()))
+            re.match(r"(a+)+$", "a" * 64 + "b")
+        if kind == "leak":  # starts processes and returns without waiting for them
+            import subprocess
+            children = [subprocess.Popen(["sleep", "300"]) for _ in range(3)]
+            with open(extra["pid_file"], "w") as f:
+                f.write(" ".join(str(c.pid) for c in children))
+            return 1.0
+        if kind == "fork-burst":  # forks many processes that each sleep, then hangs
+            pids = []
+            for _ in range(40):
+                pid = os.fork()
+                if pid == 0:
+                    time.sleep(300)
+                    os._exit(0)
+                pids.append(pid)
+            with open(extra["pid_file"], "w") as f:
+                f.write(" ".join(str(p) for p in pids))
+            time.sleep(10_000)
+        if kind == "huge-list":
+            return [1.0] * 5_000_000
         return float(kind)
 
     def index_and_pid(*, response, extra):
@@ -124,6 +148,53 @@ def test_a_worker_that_ignores_sigterm_is_killed(pool: ScoringPool, tmp_path: Pa
     assert reward.status is RewardStatus.TIMEOUT
     assert not pid_alive(int(pid_file.read_text()))
     assert pool.score([request("6")])[0].score == 6.0
+
+
+def test_a_hang_inside_c_code_is_killed_at_the_timeout(pool: ScoringPool, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    (reward,) = pool.score([request("regex-in-c", pid_file=str(pid_file))])
+    assert reward.status is RewardStatus.TIMEOUT
+    assert not pid_alive(int(pid_file.read_text()))
+    assert pool.score([request("6")])[0].score == 6.0
+
+
+def zombie_or_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def test_processes_a_reward_function_leaves_behind_are_killed(pool: ScoringPool, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    (reward,) = pool.score([request("leak", pid_file=str(pid_file))])
+    assert reward.status is RewardStatus.OK
+    leaked = [int(p) for p in pid_file.read_text().split()]
+    deadline = time.monotonic() + 5
+    while not all(zombie_or_gone(pid) for pid in leaked) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(zombie_or_gone(pid) for pid in leaked), "a reward function's child outlived its call"
+
+
+def test_a_burst_of_forks_then_a_hang_is_killed_whole(pool: ScoringPool, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    (reward,) = pool.score([request("fork-burst", pid_file=str(pid_file))])
+    assert reward.status is RewardStatus.TIMEOUT
+    forked = [int(p) for p in pid_file.read_text().split()]
+    assert len(forked) == 40
+    deadline = time.monotonic() + 5
+    while not all(zombie_or_gone(pid) for pid in forked) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(zombie_or_gone(pid) for pid in forked)
+    assert pool.score([request("7")])[0].score == 7.0
+
+
+def test_a_huge_return_value_is_invalid_and_cheap(pool: ScoringPool) -> None:
+    started = time.monotonic()
+    (reward,) = pool.score([request("huge-list")])
+    assert reward.status is RewardStatus.INVALID and "list" in reward.error
+    assert len(reward.error) <= 200 and time.monotonic() - started < 5
 
 
 def test_a_dying_worker_is_an_error_and_is_replaced(pool: ScoringPool) -> None:
