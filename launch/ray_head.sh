@@ -43,6 +43,10 @@ if [[ "$AUTH" == disabled && ( "$IP" != 127.0.0.1 || "$DASHBOARD_HOST" != 127.0.
   exit 2
 fi
 export RAY_AUTH_MODE="$AUTH"
+if [[ "$IP" == 127.0.0.1 ]]; then
+  # Ray binds its servers to every interface unless told the cluster is one machine.
+  export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+fi
 if [[ "$AUTH" == token && -z "${RAY_AUTH_TOKEN:-}" ]]; then
   ray get-auth-token --generate > /dev/null  # writes ~/.ray/auth_token once; the token is not shown
 fi

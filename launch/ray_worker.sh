@@ -27,6 +27,10 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$HEAD" ]] || { echo "ray_worker.sh: --head HOST:PORT is required (what ray_head.sh printed)" >&2; exit 2; }
 export RAY_AUTH_MODE="$AUTH"
+if [[ "$IP" == 127.0.0.1 ]]; then
+  # Ray binds its servers to every interface unless told the cluster is one machine.
+  export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+fi
 if [[ "$AUTH" == token && -z "${RAY_AUTH_TOKEN:-}" && ! -s "$HOME/.ray/auth_token" ]]; then
   echo "ray_worker.sh: no token: export RAY_AUTH_TOKEN or copy the head's ~/.ray/auth_token here" >&2
   exit 2

@@ -256,6 +256,7 @@ class LearnerWorker:
             MASTER_PORT=str(self.master_port),
         )
         os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(cache_root() / "torch_extensions"))
+        clear_stale_build_locks(Path(os.environ["TORCH_EXTENSIONS_DIR"]))
         if not on_gpu:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
             if self.master_addr in LOOPBACK:
@@ -628,3 +629,26 @@ def export_dtype(dtype: str | None) -> torch.dtype | None:
     if dtype is not None and dtype not in TORCH_DTYPES:
         raise ValueError(f"export dtype {dtype!r}: valid are {', '.join(TORCH_DTYPES)}, 'auto' or None")
     return None if dtype is None else TORCH_DTYPES[dtype]
+
+
+STALE_LOCK_S = 600.0  # a JIT build takes seconds to a few minutes; a lock this old has no builder
+
+
+def clear_stale_build_locks(extensions_dir: Path, older_than_s: float = STALE_LOCK_S) -> list[Path]:
+    """Remove torch extension build locks left by a process killed mid-build.
+
+    torch creates `<extension>/lock` while it JIT-builds an op (DeepSpeed's CPU comm op here)
+    and deletes it when done; a process killed in between leaves it, and every later learner
+    then waits on it until its setup times out. A lock untouched for `older_than_s` has no
+    builder left. Returns the locks removed."""
+    removed = []
+    now = time.time()
+    for lock in extensions_dir.glob("*/lock"):
+        try:
+            if now - lock.stat().st_mtime > older_than_s:
+                lock.unlink()
+                removed.append(lock)
+                logging.getLogger(__name__).warning("removed a stale build lock %s (left by a killed process)", lock)
+        except FileNotFoundError:
+            continue
+    return removed

@@ -4,6 +4,7 @@ a full disk, records as JSON without code, and checkpoint files that try to run 
 from __future__ import annotations
 
 import errno
+import time
 import json
 import os
 from pathlib import Path
@@ -147,3 +148,16 @@ def test_publish_refuses_a_folder_that_does_not_verify(tmp_path: Path, monkeypat
     monkeypatch.setattr(checkpoint_module, "verify", lambda _folder: "model.pt does not match")
     with pytest.raises(CheckpointError, match="failed verification right after writing"):
         write_checkpoint(checkpoints, 2)
+
+
+def test_a_build_lock_left_by_a_killed_process_is_cleared_and_a_live_one_kept(tmp_path: Path) -> None:
+    from rlkit.learner.worker import clear_stale_build_locks
+
+    stale, live = tmp_path / "deepspeed_shm_comm" / "lock", tmp_path / "other_op" / "lock"
+    for lock in (stale, live):
+        lock.parent.mkdir()
+        lock.write_text("")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert clear_stale_build_locks(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()
