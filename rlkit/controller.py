@@ -276,7 +276,10 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         config = self.config
         resume = self._checkpoint_to_resume()
-        if resume is not None and resume[0] >= config.run.steps and (self.run_dir / "summary.json").exists():
+        if resume is not None and resume[0] > config.run.steps:
+            raise ValueError(f"{self.run_dir} holds a checkpoint of step {resume[0]}, past run.steps={config.run.steps}: "
+                             "raise run.steps to continue it, or use another run.output_dir")
+        if resume is not None and resume[0] == config.run.steps and (self.run_dir / "summary.json").exists():
             print(f"run already complete: {self.run_dir} has its checkpoint of step {resume[0]} of {config.run.steps}")
             return json.loads((self.run_dir / "summary.json").read_text())
         with ray_session(config.ray.address, config.ray.num_cpus):
@@ -288,12 +291,12 @@ class Trainer:
                 stages.stop()
 
     def _checkpoint_to_resume(self) -> tuple[int, Path] | None:
-        found = self.checkpoints.latest_valid()
-        if found is not None and not self.config.checkpoint.resume:
+        if self.checkpoints.published() and not self.config.checkpoint.resume:
             raise FileExistsError(
-                f"{self.run_dir} holds checkpoints (newest: step {found[0]}) and checkpoint.resume=false: "
+                f"{self.run_dir} holds checkpoints ({self.checkpoints.root}) and checkpoint.resume=false: "
                 "a fresh run there would mix its files with the old ones. Use another run.output_dir, delete "
                 f"{self.checkpoints.root}, or set checkpoint.resume=true to continue the old run.")
+        found = self.checkpoints.latest_valid()
         if found is None and self.checkpoints.published():
             print(f"no valid checkpoint in {self.checkpoints.root} (see the warnings above): starting afresh")
         return found
@@ -301,6 +304,13 @@ class Trainer:
     def _resume(self, stages: Stages, step: int, folder: Path) -> dict[str, Any]:
         """Put every stage back where the checkpoint of `step` left it; returns the trainer's state."""
         state = read_json(folder / TRAINER_STATE)
+        changed = {key: (was, self._stream_settings()[key]) for key, was in state.get("stream", {}).items()
+                   if self._stream_settings().get(key) != was}
+        if changed:
+            raise ValueError(
+                f"cannot resume {folder}: settings that decide which prompts come next changed since it was written "
+                f"({'; '.join(f'{key}: {was!r} → {now!r}' for key, (was, now) in changed.items())}). Put them back, or "
+                "start a new run in another run.output_dir.")
         stages.learners.load_checkpoint(str(folder), LEARNER_TAG)
         saved = read_json(folder / STORE_STATE)  # samples admitted but not trained on, and what producing them counted
         ray.get([stages.store.put.remote(saved["entries"]), stages.store.add_counters.remote(saved["counters"])])
@@ -311,6 +321,13 @@ class Trainer:
         print(f"resumed from {folder} (step {step}, {state['batches_admitted'] - step} batches in flight restored)")
         return state
 
+    def _stream_settings(self) -> dict[str, Any]:
+        """The settings a checkpoint's data cursor and in-flight batches only make sense with."""
+        config = self.config
+        return {"run.seed": config.run.seed, "data.train_path": config.data.train_path, "data.shuffle": config.data.shuffle,
+                "rollout.prompts_per_step": config.rollout.prompts_per_step, "rollout.n": config.rollout.n,
+                "sync.max_staleness": config.sync.max_staleness}
+
     def _loop(self, stages: Stages, resume: tuple[int, Path] | None = None) -> dict[str, Any]:
         config, k = self.config, self.config.sync.max_staleness
         first_step, state = 1, None
@@ -320,10 +337,11 @@ class Trainer:
         log = MetricsLog(self.run_dir, use_wandb=config.logging.wandb, project=config.logging.wandb_project,
                          name=config.run.name, group=config.logging.wandb_group, tags=list(config.logging.wandb_tags),
                          config=json.loads(json.dumps(_plain(config))),
-                         resume_after=None if resume is None else resume[0], wandb_id=self.wandb_id)
+                         keep_rows=None if state is None else state["metrics_rows"], wandb_id=self.wandb_id)
         self.wandb_id = log.wandb_id
         # Which prompt groups each step trained on: a resumed run shows that none was lost or used twice.
-        ledger = JsonLines(self.run_dir / "data_ledger.jsonl", resume_after=None if resume is None else resume[0])
+        ledger = JsonLines(self.run_dir / "data_ledger.jsonl", keep_rows=None if state is None else state["ledger_rows"])
+        self.logs = (log, ledger)
         progress = Progress(config.run.steps, config.logging.progress_bar, start=first_step - 1)
         summary: dict[str, Any] = {"run_dir": str(self.run_dir)}
         if resume is None and config.eval.before and self.eval_prompts:
@@ -338,7 +356,8 @@ class Trainer:
                                config.rollout.prompts_per_step, config.rollout.n)
         if state is not None:
             feeder.skip(state["batches_admitted"])
-        feeder.admit_until(first_step - 1 + k)
+        last_batch = config.run.steps - 1  # batches past the last step would never be trained on
+        feeder.admit_until(min(first_step - 1 + k, last_batch))
         started = time.perf_counter() - (state["elapsed_s"] if state else 0.0)
         skips_in_a_row = 0
         for step in range(first_step, config.run.steps + 1):
@@ -353,7 +372,7 @@ class Trainer:
             metrics = stages.learners.train_step(batch)
             metrics.update(rise_metrics)
             sync_s = stages.sync.publish(step, wait=k == 0, check=stages.check_health)
-            feeder.admit_until(step + k)
+            feeder.admit_until(min(step + k, last_batch))
             step_s = time.perf_counter() - step_started
             counters, store_metrics = ray.get([stages.store.drain_counters.remote(), stages.store.drain_metrics.remote()])
             metrics.update(counters)
@@ -377,18 +396,21 @@ class Trainer:
             if config.run.max_consecutive_skips and skips_in_a_row >= config.run.max_consecutive_skips:
                 raise NumericalFailure(
                     f"{skips_in_a_row} steps in a row (through step {step}) had updates skipped because the loss or a "
-                    f"gradient was not finite (actor/skipped_steps in {log.path}); the weights stopped changing. "
-                    "Lower learner.lr, check rewards and advantages for extreme values (reward/min and reward/max in the metrics), "
-                    "or resume from the last checkpoint with other settings.")
+                    f"gradient was not finite (actor/skipped_steps in {log.path}). Check rewards and advantages for "
+                    "extreme values (reward/min and reward/max in the metrics) and the learning rate; a resumed run "
+                    "keeps the optimizer's settings from its checkpoint, so start changed settings in a new run.output_dir, "
+                    "or raise run.max_consecutive_skips (0 turns the stop off).")
             if config.checkpoint.every and step % config.checkpoint.every == 0 and step < config.run.steps:
                 self.checkpoint(stages, step, feeder, time.perf_counter() - started)
         progress.close()
+        train_s = time.perf_counter() - started
+        if first_step <= config.run.steps:  # else the checkpoint resumed from is this one
+            self.checkpoint(stages, config.run.steps, feeder, train_s)
         if self.eval_prompts:
             summary["eval_after"] = self.evaluate(stages)
             log.log(config.run.steps, {**summary["eval_after"], "policy_version": config.run.steps})
             progress.write(f"held-out accuracy after training: {summary['eval_after']['eval/accuracy']:.3f}")
-        summary["train_s"] = time.perf_counter() - started
-        self.checkpoint(stages, config.run.steps, feeder, summary["train_s"])
+        summary["train_s"] = train_s
         if config.run.save_final_model:
             stages.learners.save_pretrained(str(self.run_dir / "final"))
             summary["final_model"] = str(self.run_dir / "final")
@@ -420,7 +442,8 @@ class Trainer:
         write_json(folder / TRAINER_STATE, {
             "step": step, "policy_version": step, "batches_admitted": feeder.next_batch,
             "rise_rng": self.rise_rng.getstate(), "eval_rounds": self.eval_rounds, "elapsed_s": elapsed_s,
-            "wandb_id": self.wandb_id,
+            "wandb_id": self.wandb_id, "stream": self._stream_settings(),
+            "metrics_rows": len(self.logs[0].history), "ledger_rows": len(self.logs[1].rows),
         })
         return self.checkpoints.publish(folder, step)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Iterator
+from typing import Callable, Iterator
 
 # Environment every actor gets: offline, loopback-only, one thread per process on CPU.
 ACTOR_ENV_DEFAULTS = {
@@ -84,20 +84,33 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
     else:
         cpus = num_cpus or max(4, os.cpu_count() or 1)
         temp_dir = tempfile.mkdtemp(prefix="rlkit-ray-", dir="/tmp")
-        _keep_local_cluster_on_loopback()
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=True)
+        restore = _keep_local_cluster_on_loopback()
+        try:
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=True)
+        finally:
+            restore()
     try:
         yield
     finally:
         ray.shutdown()
 
 
-def _keep_local_cluster_on_loopback() -> None:
+def _keep_local_cluster_on_loopback() -> Callable[[], None]:
     """A private one-machine cluster listens on 127.0.0.1 only. Ray binds its servers to every
     interface unless its node address is loopback, which it picks when
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: the processes Ray starts read the variable, and this
     process already imported Ray, so its copy of the flag is set too."""
     import ray._private.ray_constants as ray_constants
 
+    before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), ray_constants.ENABLE_RAY_CLUSTER
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+    def restore() -> None:  # once the cluster has started: later clusters of this process choose afresh
+        if before[0] is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = before[0]
+        ray_constants.ENABLE_RAY_CLUSTER = before[1]
+
+    return restore

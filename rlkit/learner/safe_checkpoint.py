@@ -2,7 +2,7 @@
 
 DeepSpeed reads its checkpoint files with `torch.load(weights_only=False)`: a tampered file
 could run anything when a run resumes. This engine loads with `weights_only=True` and lets
-through only the three plain DeepSpeed data types its checkpoints hold; anything else is
+through only the plain DeepSpeed data types its checkpoints hold; anything else is
 refused with the file's name, before any object in it is built.
 """
 
@@ -17,6 +17,7 @@ import torch
 # torch.serialization.get_unsafe_globals_in_checkpoint): data holders, no behaviour on load.
 ALLOWED_TYPES = (
     "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",  # fp16 runs
     "deepspeed.utils.tensor_fragment.fragment_address",
     "deepspeed.runtime.zero.config.ZeroStageEnum",
 )

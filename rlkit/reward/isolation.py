@@ -52,7 +52,10 @@ def _worker_main(conn: Connection, functions: Sequence[LabeledFn]) -> None:
     The worker leads a process group of its own, so every process a reward function starts
     (and does not move out of the group) can be found and killed: after each call, and with
     the worker when it is killed."""
-    os.setpgid(0, 0)
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # already a group or session leader: leftovers are then not cleared
     try:
         loaded = []
         for label, weight, spec in functions:
@@ -70,10 +73,11 @@ def _worker_main(conn: Connection, functions: Sequence[LabeledFn]) -> None:
         if message is None:
             return
         index, request = message
+        helpers = _group_members()  # started before this call (e.g. at load): kept
         verdict = contract.combine(
             [(label, weight, contract.call_and_judge(fn, request, keywords)) for label, weight, fn, keywords in loaded]
         )
-        _kill_group_members_but_self()  # a reward function leaves no process behind
+        _kill_group_members(keep=helpers)  # a call leaves no process behind
         try:
             payload = pickle.dumps(("result", index, verdict), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -343,21 +347,21 @@ def _kill(worker: _Worker) -> None:
         process.join(_KILL_GRACE_S)
         if process.is_alive():
             process.kill()
-    process.join()
-    worker.conn.close()
-    if process.pid is not None:
+    if process.pid is not None:  # before reaping: until then the worker's zombie holds the group id
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    process.join()
+    worker.conn.close()
 
 
-def _kill_group_members_but_self() -> None:
-    """SIGKILL every other process in this process's group (Linux: read from /proc)."""
+def _group_members() -> set[int]:
+    """Other processes in this process's group, when it leads one (Linux: read from /proc)."""
     me = os.getpid()
-    group = os.getpgid(0)
-    if group != me:
-        return  # not a group leader: the group is not ours to clear
+    if os.getpgid(0) != me:
+        return set()  # not a group leader: the group is not ours to clear
+    members = set()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
@@ -366,11 +370,18 @@ def _kill_group_members_but_self() -> None:
                 fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ...
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if int(fields[2]) == me and fields[0] != "Z":  # fields after the name: state, ppid, pgrp, ...
+            members.add(int(entry.name))
+    return members
+
+
+def _kill_group_members(keep: set[int]) -> None:
+    """SIGKILL the group's processes not in `keep`, and reap this worker's children."""
+    for pid in _group_members() - keep:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     while True:  # reap this worker's own children, so none lingers as a zombie
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)

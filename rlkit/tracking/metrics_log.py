@@ -34,12 +34,11 @@ class MetricsLog:
     """Appends step metrics to metrics.jsonl and, optionally, to a W&B run."""
 
     def __init__(self, run_dir: Path, *, use_wandb: bool, project: str, name: str, group: str | None,
-                 tags: list[str], config: dict[str, Any], resume_after: int | None = None,
+                 tags: list[str], config: dict[str, Any], keep_rows: int | None = None,
                  wandb_id: str | None = None) -> None:
-        """`resume_after`: continue a run from its checkpoint at that step: rows logged after it
-        (by the run that died) are dropped, earlier ones kept; None starts the file afresh.
-        `wandb_id`: the W&B run to continue."""
-        self._rows = JsonLines(run_dir / "metrics.jsonl", resume_after)
+        """`keep_rows`: continue a run from a checkpoint taken when metrics.jsonl had that many
+        rows (see JsonLines); None starts afresh. `wandb_id`: the W&B run to continue."""
+        self._rows = JsonLines(run_dir / "metrics.jsonl", keep_rows)
         self.path = self._rows.path
         self.history = self._rows.rows
         self._wandb_run = None
@@ -74,13 +73,19 @@ class MetricsLog:
 
 
 class JsonLines:
-    """One JSON object per step in a file; on resume, rows after the checkpoint's step are dropped."""
+    """One JSON object per step in a file. `keep_rows`: continue a run from a checkpoint taken
+    when the file had that many rows (rows the dead run wrote after it are dropped); None
+    starts the file afresh."""
 
-    def __init__(self, path: Path, resume_after: int | None = None) -> None:
+    def __init__(self, path: Path, keep_rows: int | None = None) -> None:
         self.path = path
-        rows = read_metrics(path) if resume_after is not None and path.exists() else []
-        self.rows = [row for row in rows if row.get("step", 0) <= (resume_after or 0)]
-        path.write_text("".join(json.dumps(row) + "\n" for row in self.rows))
+        rows = read_metrics(path) if keep_rows is not None and path.exists() else []
+        if keep_rows is not None and len(rows) < keep_rows:
+            raise ValueError(f"{path} has {len(rows)} rows, fewer than the {keep_rows} its checkpoint recorded")
+        self.rows = rows[:keep_rows] if keep_rows is not None else []
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(json.dumps(row) + "\n" for row in self.rows))
+        os.replace(partial, path)  # a crash here leaves the old file or the new one, never half of one
 
     def log(self, step: int, values: dict[str, Any]) -> dict[str, Any]:
         record = {"step": step, **values}
@@ -91,5 +96,15 @@ class JsonLines:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """Rows of a metrics.jsonl file. A last line cut short (the writer was killed mid-line) is
+    left out; a broken line before it is an error."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not JSON: {line[:80]!r}") from None
+    return rows
