@@ -96,12 +96,13 @@ def view(buffer: torch.Tensor, slot: Slot) -> torch.Tensor:
     return buffer[slot.offset:slot.offset + slot.nbytes].view(getattr(torch, slot.dtype)).reshape(slot.shape)
 
 
-def listen(host: str) -> socket.socket:
-    """A listening socket on `host` (an interface of this node, not every interface) for the
-    group's TCPStore; its port is free for as long as the socket is open."""
+def listen(host: str, port: int = 0) -> socket.socket:
+    """A listening socket on `host` (an interface of this node, not every interface) for a
+    TCPStore to serve on (`master_listen_fd`); port 0 picks a free one, held while it is open."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.bind((host, 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
     sock.listen(128)
     return sock
 

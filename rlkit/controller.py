@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -166,21 +166,29 @@ class Stages:
 
     def take_scored(self, partition: str, groups: int, timeout_s: float, min_version: int | None = None) -> list[tuple[Any, Any]]:
         """Wait for `groups` complete scored groups; returns (sample_ref, reward_ref) pairs."""
+        def stuck() -> StageFailed:
+            stats = ray.get(self.store.stats.remote())
+            return StageFailed(
+                f"no batch of {groups} scored groups ({partition}) within {timeout_s:g}s; store state: {stats}. "
+                "Rollout or reward is too slow or stuck; check the worker logs or raise rollout.batch_timeout_s."
+            )
+
+        # The consumer task is named after the partition it drains.
+        taken = self.wait_for(lambda: ray.get(self.store.get.remote(
+            partition, ["sample", "reward"], groups, whole_groups=True, clear=True, partition=partition,
+            min_version=min_version, timeout_s=HEALTH_CHECK_S, with_groups=True)), timeout_s, stuck)
+        self.last_groups = list(dict.fromkeys(group for _, _, group in taken))
+        return [(fields["sample"], fields["reward"]) for _, fields, _ in taken]
+
+    def wait_for(self, ask: Callable[[], Any], timeout_s: float, stuck: Callable[[], Exception]) -> Any:
+        """Call `ask` (a store call that waits up to HEALTH_CHECK_S) until it returns something;
+        between calls a dead worker fails the run at once, and after `timeout_s` `stuck()` is raised."""
         deadline = time.monotonic() + timeout_s
-        while True:  # the consumer task is named after the partition it drains
-            taken = ray.get(self.store.get.remote(
-                partition, ["sample", "reward"], groups, whole_groups=True, clear=True, partition=partition,
-                min_version=min_version, timeout_s=HEALTH_CHECK_S, with_groups=True))
-            if taken:
-                self.last_groups = list(dict.fromkeys(group for _, _, group in taken))
-                return [(fields["sample"], fields["reward"]) for _, fields, _ in taken]
+        while not (answer := ask()):
             self.check_health()
             if time.monotonic() > deadline:
-                stats = ray.get(self.store.stats.remote())
-                raise StageFailed(
-                    f"no batch of {groups} scored groups ({partition}) within {timeout_s:g}s; store state: {stats}. "
-                    "Rollout or reward is too slow or stuck; check the worker logs or raise rollout.batch_timeout_s."
-                )
+                raise stuck()
+        return answer
 
     def stop(self) -> None:
         try:
@@ -304,8 +312,8 @@ class Trainer:
     def _resume(self, stages: Stages, step: int, folder: Path) -> dict[str, Any]:
         """Put every stage back where the checkpoint of `step` left it; returns the trainer's state."""
         state = read_json(folder / TRAINER_STATE)
-        changed = {key: (was, self._stream_settings()[key]) for key, was in state.get("stream", {}).items()
-                   if self._stream_settings().get(key) != was}
+        now = self._stream_settings()
+        changed = {key: (was, now.get(key)) for key, was in state.get("stream", {}).items() if now.get(key) != was}
         if changed:
             raise ValueError(
                 f"cannot resume {folder}: settings that decide which prompts come next changed since it was written "
@@ -427,15 +435,12 @@ class Trainer:
         learner (weights, optimizer, RNG), the store's samples admitted but not yet trained on
         (in-flight ones are waited for, not dropped), the data cursor and the trainer's RNG."""
         pending_groups = (feeder.next_batch - step) * self.config.rollout.prompts_per_step
-        deadline = time.monotonic() + self.config.rollout.batch_timeout_s
-        while (saved := ray.get(stages.store.snapshot.remote("train", ["sample", "reward"], pending_groups,
-                                                              HEALTH_CHECK_S))) is None:
-            stages.check_health()  # a dead worker fails the run now, not after the timeout
-            if time.monotonic() < deadline:
-                continue
-            raise StageFailed(
+        timeout_s = self.config.rollout.batch_timeout_s
+        saved = stages.wait_for(
+            lambda: ray.get(stages.store.snapshot.remote("train", ["sample", "reward"], pending_groups, HEALTH_CHECK_S)),
+            timeout_s, lambda: StageFailed(
                 f"checkpoint of step {step}: the {pending_groups} groups in flight were not all generated and scored "
-                f"within rollout.batch_timeout_s={self.config.rollout.batch_timeout_s:g}s; rollout or reward is stuck")
+                f"within rollout.batch_timeout_s={timeout_s:g}s; rollout or reward is stuck"))
         folder = self.checkpoints.begin(step)
         stages.learners.save_checkpoint(str(folder), LEARNER_TAG)
         write_json(folder / STORE_STATE, saved)

@@ -1,7 +1,7 @@
 """Checkpoint loading that never runs code from the file.
 
-DeepSpeed reads its checkpoint files with `torch.load(weights_only=False)`: a tampered file
-could run anything when a run resumes. This engine loads with `weights_only=True` and lets
+DeepSpeed's own checkpoint reader unpickles without restriction: a tampered file could run
+anything when a run resumes. This engine loads with `weights_only=True` and lets
 through only the plain DeepSpeed data types its checkpoints hold; anything else is
 refused with the file's name, before any object in it is built.
 """

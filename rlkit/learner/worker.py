@@ -220,18 +220,13 @@ class LearnerWorker:
         """The ranks' process group, its rendezvous store on rank 0 listening on `master_addr`
         only (torch's env:// rendezvous would listen on every interface of the node)."""
         import datetime
-        import socket
 
         import torch.distributed as dist
 
+        from rlkit.collective import listen
+
         timeout = datetime.timedelta(seconds=RENDEZVOUS_TIMEOUT_S)
-        listening = None
-        if self.rank == 0:
-            family = socket.AF_INET6 if ":" in self.master_addr else socket.AF_INET
-            listening = socket.socket(family, socket.SOCK_STREAM)
-            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listening.bind((self.master_addr, self.master_port))
-            listening.listen(128)
+        listening = listen(self.master_addr, self.master_port) if self.rank == 0 else None
         store = dist.TCPStore(self.master_addr, self.master_port, self.world_size, self.rank == 0, timeout,
                               master_listen_fd=listening.detach() if listening is not None else None)
         dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.world_size, timeout=timeout)

@@ -141,18 +141,11 @@ def test_timeout_kills_the_worker_and_the_pool_keeps_working(pool: ScoringPool, 
     assert [r.score for r in pool.score([request("4"), request("5")])] == [4.0, 5.0]
 
 
-def test_a_worker_that_ignores_sigterm_is_killed(pool: ScoringPool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["hang-ignoring-sigterm", "regex-in-c"])  # the second hangs inside C, holding the GIL
+def test_a_worker_that_ignores_sigterm_or_hangs_in_c_is_killed(pool: ScoringPool, tmp_path: Path, kind: str) -> None:
     pid_file = tmp_path / "pid"
-    (reward,) = pool.score([request("hang-ignoring-sigterm", pid_file=str(pid_file))])
+    (reward,) = pool.score([request(kind, pid_file=str(pid_file))])
 
-    assert reward.status is RewardStatus.TIMEOUT
-    assert not pid_alive(int(pid_file.read_text()))
-    assert pool.score([request("6")])[0].score == 6.0
-
-
-def test_a_hang_inside_c_code_is_killed_at_the_timeout(pool: ScoringPool, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pid"
-    (reward,) = pool.score([request("regex-in-c", pid_file=str(pid_file))])
     assert reward.status is RewardStatus.TIMEOUT
     assert not pid_alive(int(pid_file.read_text()))
     assert pool.score([request("6")])[0].score == 6.0
@@ -166,15 +159,19 @@ def zombie_or_gone(pid: int) -> bool:
     return state == "Z"
 
 
+def all_gone_soon(pids: list[int], within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not all(zombie_or_gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return all(zombie_or_gone(pid) for pid in pids)
+
+
 def test_processes_a_reward_function_leaves_behind_are_killed(pool: ScoringPool, tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
     (reward,) = pool.score([request("leak", pid_file=str(pid_file))])
     assert reward.status is RewardStatus.OK
     leaked = [int(p) for p in pid_file.read_text().split()]
-    deadline = time.monotonic() + 5
-    while not all(zombie_or_gone(pid) for pid in leaked) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert all(zombie_or_gone(pid) for pid in leaked), "a reward function's child outlived its call"
+    assert all_gone_soon(leaked), "a reward function's child outlived its call"
 
 
 def test_a_burst_of_forks_then_a_hang_is_killed_whole(pool: ScoringPool, tmp_path: Path) -> None:
@@ -183,10 +180,7 @@ def test_a_burst_of_forks_then_a_hang_is_killed_whole(pool: ScoringPool, tmp_pat
     assert reward.status is RewardStatus.TIMEOUT
     forked = [int(p) for p in pid_file.read_text().split()]
     assert len(forked) == 40
-    deadline = time.monotonic() + 5
-    while not all(zombie_or_gone(pid) for pid in forked) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert all(zombie_or_gone(pid) for pid in forked)
+    assert all_gone_soon(forked)
     assert pool.score([request("7")])[0].score == 7.0
 
 
