@@ -5,7 +5,8 @@ tag), else the run name. Each group's curves are the mean over its runs with a b
 lowest to the highest run (the spread over seeds), against step and against wall time. The
 PNG has one row per x-axis and one column per quantity: training reward, held-out accuracy,
 entropy and response length. The markdown table gives each group's figures as mean ± standard
-deviation over runs.
+deviation over runs, and beside the held-out accuracies their binomial standard error (the noise
+of one evaluation on n problems), so a spread over seeds can be told from evaluation noise.
 """
 
 from __future__ import annotations
@@ -167,12 +168,22 @@ def _tail_mean(run: Run, key: str) -> float | None:
     return statistics.fmean(v for _, v in points) if points else None
 
 
-def _eval(run: Run, when: str) -> float | None:
-    return (run.summary.get(f"eval_{when}") or {}).get("eval/accuracy")
+def _eval(run: Run, when: str, key: str = "eval/accuracy") -> float | None:
+    return (run.summary.get(f"eval_{when}") or {}).get(key)
+
+
+def _eval_se(runs: list[Run]) -> str:
+    """The after-training accuracy's standard error, mean over runs, with the problems behind it:
+    `0.028 (n=300)`. Runs written before the error was logged show —."""
+    errors = [se for se in (_eval(run, "after", "eval/accuracy_se") for run in runs) if se is not None]
+    if not errors:
+        return "—"
+    counts = sorted({int(n) for n in (_eval(run, "after", "eval/num_prompts") for run in runs) if n is not None})
+    return f"{statistics.fmean(errors):.3f}" + (f" (n={'/'.join(map(str, counts))})" if counts else "")
 
 
 def summary_table(groups: dict[str, list[Run]]) -> str:
-    header = (f"| method | runs | reward, last {LAST} steps | held-out before | held-out after | "
+    header = (f"| method | runs | reward, last {LAST} steps | held-out before | held-out after | held-out SE | "
               f"entropy, last {LAST} | response length, last {LAST} | s/step | wall time s |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for name, runs in groups.items():
@@ -182,6 +193,7 @@ def summary_table(groups: dict[str, list[Run]]) -> str:
         lines.append(
             f"| {name} | {len(runs)} | {_mean_sd([_tail_mean(run, 'reward/mean') for run in runs])} "
             f"| {_mean_sd([_eval(run, 'before') for run in runs], 2)} | {_mean_sd([_eval(run, 'after') for run in runs], 2)} "
+            f"| {_eval_se(runs)} "
             f"| {_mean_sd([_tail_mean(run, 'entropy/mean') for run in runs])} "
             f"| {_mean_sd([_tail_mean(run, 'response_length/mean') for run in runs], 1)} "
             f"| {_mean_sd(step_s, 1)} | {_mean_sd(wall, 0)} |"
@@ -199,7 +211,9 @@ def compare(paths: list[str], out: str, title: str | None = None, window: int = 
     runs_list = "\n".join(f"- {name}: " + ", ".join(str(run.run_dir) for run in runs) for name, runs in groups.items())
     table = summary_table(groups)
     text = (f"# {title}\n\n![comparison](compare.png)\n\n{table}\n"
-            f"Mean ± standard deviation over runs; held-out accuracy is greedy, from each run's summary.json.\n\n"
+            f"Mean ± standard deviation over runs; held-out accuracy is greedy, from each run's summary.json. "
+            f"Held-out SE: the binomial standard error sqrt(p(1−p)/n) of one run's after-training accuracy "
+            f"(mean over runs), n problems.\n\n"
             f"Runs:\n{runs_list}\n")
     (out_dir / "compare.md").write_text(text)
     return figure, out_dir / "compare.md"

@@ -14,7 +14,7 @@ from rlkit.compare import band, compare, find_runs, group_runs, smoothed
 from rlkit.config.load import ConfigError, load_config
 from rlkit.sweep import SweepRun, plan_sweep, write_manifest
 
-RECIPE = "recipes/tiny_cpu.yaml"
+RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml")
 
 
 def test_plan_names_groups_and_seeds_every_run(tmp_path: Path) -> None:
@@ -51,8 +51,11 @@ def fake_run(folder: Path, tag: str, seed: int, reward_slope: float, steps: int 
                      "timing/step_s": 10.0})
     rows.append({"step": steps, "eval/accuracy": 0.2 + reward_slope})
     (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (folder / "summary.json").write_text(json.dumps({"eval_before": {"eval/accuracy": 0.2},
-                                                     "eval_after": {"eval/accuracy": 0.2 + reward_slope}}))
+    after = 0.2 + reward_slope
+    (folder / "summary.json").write_text(json.dumps({
+        "eval_before": {"eval/accuracy": 0.2, "eval/accuracy_se": (0.2 * 0.8 / 300) ** 0.5, "eval/num_prompts": 300.0},
+        "eval_after": {"eval/accuracy": after, "eval/accuracy_se": (after * (1 - after) / 300) ** 0.5,
+                       "eval/num_prompts": 300.0}}))
     return folder
 
 
@@ -77,7 +80,10 @@ def test_compare_groups_by_method_and_writes_figure_and_table(tmp_path: Path) ->
     grpo_row = next(line for line in text.splitlines() if line.startswith("| grpo |"))
     # Last-10-step reward of seed 0: mean of 0.1..0.6 = 0.35; seed 1: 0.36 → 0.355 ± 0.007.
     assert "| 2 | 0.355 ± 0.007 |" in grpo_row
-    assert "0.20 ± 0.00 | 0.30 ± 0.00" in grpo_row  # held-out before | after
+    # Held-out before | after | the after accuracy's binomial standard error sqrt(0.3 · 0.7 / 300).
+    assert "| 0.20 ± 0.00 | 0.30 ± 0.00 | 0.026 (n=300) |" in grpo_row
+    steer_row = next(line for line in text.splitlines() if line.startswith("| steer |"))
+    assert "| 0.20 ± 0.00 | 0.25 ± 0.00 | 0.025 (n=300) |" in steer_row  # sqrt(0.25 · 0.75 / 300)
 
 
 def test_compare_reads_a_sweep_manifest_and_skips_failed_runs(tmp_path: Path) -> None:
