@@ -1,9 +1,15 @@
-"""Shared test set-up: offline, CPU-only, loopback-only environment and one local Ray cluster."""
+"""Shared test set-up: offline, CPU-only, loopback-only environment, one local Ray cluster, the
+repository as working directory, and a guard that no test leaves anything in the checkout."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
 import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 TEST_ENV = {
     "WANDB_MODE": "offline",
@@ -41,3 +47,64 @@ def ray_cluster():
     ray.init(address="local", num_cpus=8, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=True)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_from_the_repository():
+    """Recipes name their data relative to the working directory (a Ray job's --working-dir), as
+    the README's commands run them: the suite runs from the repository root wherever pytest was
+    started. Tests that need another directory chdir themselves."""
+    before = os.getcwd()
+    os.chdir(REPO)
+    yield REPO
+    os.chdir(before)
+
+
+# Written by Python and pytest themselves, or by installing the project: not a test's doing.
+NOT_THE_TESTS = {".git", ".venv", "__pycache__", ".pytest_cache", "rlkit.egg-info"}
+GUARD_SWITCH = "RLKIT_CHECKOUT_GUARD"
+
+
+def checkout_state(repo: Path = REPO) -> dict[str, str]:
+    """Every path of the checkout that differs from the commit: `git status` entry → content hash
+    (files), or the files below it (an ignored folder such as runs/). Unchanged tracked files are
+    not listed, so the state is small and cheap to take."""
+    listing = subprocess.run(
+        ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching"],
+        cwd=repo, capture_output=True, text=True, check=True).stdout
+    state: dict[str, str] = {}
+    for entry in filter(None, listing.split("\0")):
+        status, name = entry[:2], entry[3:]
+        if NOT_THE_TESTS & set(Path(name).parts):
+            continue
+        path = repo / name
+        if path.is_dir():
+            state[entry] = " ".join(sorted(str(f.relative_to(path)) for f in path.rglob("*")
+                                           if not NOT_THE_TESTS & set(f.parts)))
+        elif path.is_file():
+            state[entry] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            state[entry] = status  # deleted
+    return state
+
+
+def changed_paths(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Entries that appeared, vanished or changed between two `checkout_state`s."""
+    return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_is_left_unchanged():
+    """A test writes into tmp_path, never into the repository: at the end of the session, every
+    file of the checkout is as it was at the start (new untracked and ignored files included).
+    Other people editing the same checkout while the tests run trip it too; set
+    RLKIT_CHECKOUT_GUARD=0 to turn it off for such a run."""
+    if os.environ.get(GUARD_SWITCH) == "0":
+        yield
+        return
+    before = checkout_state()
+    yield
+    changed = changed_paths(before, checkout_state())
+    assert not changed, (
+        f"tests changed the checkout (write into tmp_path instead; {GUARD_SWITCH}=0 turns this check off): "
+        + ", ".join(key[3:] or key for key in changed))
