@@ -38,7 +38,8 @@ def measure(engine_name: str, rounds: int, threads: int, queue: Any) -> None:
     from transformers import AutoTokenizer
 
     from rlkit.models import resolve_model
-    from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
+    from rlkit.rollout.engine import EngineOptions, SamplingOptions
+    from rlkit.rollout.engines import build_engine
 
     model = resolve_model("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(model)

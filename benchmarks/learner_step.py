@@ -74,17 +74,16 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from dataclasses import replace
 
-    from rlkit.algorithms.options import resolve_rollout_correction
     from rlkit.config.load import load_config
+    from rlkit.config.resolve import resolve_config
     from rlkit.learner.group import free_port
     from rlkit.learner.worker import LearnerWorker
     from rlkit.models import resolve_model
 
-    config = load_config(args.recipe, args.set)
+    config = resolve_config(load_config(args.recipe, args.set), cluster_has_gpus=False)  # the values a run uses
     options = replace(config.learner, num_ranks=1, num_threads=args.threads, cpu_cores=[])
     worker = LearnerWorker(0, 1, "127.0.0.1", free_port(), str(resolve_model(config.model.path)), options,
-                           resolve_rollout_correction(config.algorithm, config.sync.max_staleness),
-                           config.rollout.sampling.temperature)
+                           config.algorithm, config.rollout.sampling.temperature)
     worker.setup()
     worker.train_step(scored_batch(0))
     steps = 2 if args.quick else args.steps

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import ray
 
+from rlkit.store.query import Query
+
 from report import print_table, write_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,12 +88,12 @@ class StoreRewarder:
 
         done = 0
         while done < n:
-            taken = ray.get(store.get.remote("reward", ["input_ids"], BATCH, min_items=1, timeout_s=1.0))
+            taken = ray.get(store.get.remote(Query("reward", ("input_ids",), BATCH, min_items=1, timeout_s=1.0)))
             if not taken:
                 continue
-            values = resolve([fields["input_ids"] for _, fields in taken])
+            values = resolve([item.fields["input_ids"] for item in taken])
             rewards = [float(ids[1:9].mean() % 2) for ids in values]
-            ray.get(store.set_field.remote([entry for entry, _ in taken], "reward", rewards))
+            ray.get(store.set_field.remote([item.entry_id for item in taken], "reward", rewards))
             done += len(taken)
 
 
@@ -107,10 +109,10 @@ def run_store(n: int, rate: float | None) -> dict[str, Any]:
     latencies, received = [], 0
     fields = ["input_ids", "logprobs", "reward"]
     while received < n:
-        taken = ray.get(store.get.remote("learner", fields, MICRO // GROUP, whole_groups=True, clear=True, timeout_s=30.0))
+        taken = ray.get(store.get.remote(Query("learner", tuple(fields), MICRO // GROUP, whole_groups=True, clear=True, timeout_s=30.0)))
         if not taken:
             raise RuntimeError(f"store: no micro-batch within 30 s after {received} samples")
-        values = resolve([fields_[name] for _, fields_ in taken for name in fields])
+        values = resolve([item.fields[name] for item in taken for name in fields])
         latencies += [latency_s(values[i]) for i in range(0, len(values), len(fields))]
         received += len(taken)
     seconds = time.monotonic() - started

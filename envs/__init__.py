@@ -1,5 +1,5 @@
-"""Multi-turn environments (tool use, search-style QA, gated multi-step tasks) register here."""
+"""Multi-turn environments shipped with rlkit (tool use, search-style QA, gated multi-step tasks).
 
-from envs import calculator  # noqa: F401
-from envs import retrieval_qa  # noqa: F401
-from envs import multistep  # noqa: F401
+Each module registers its environment when loaded; rlkit loads them by name
+(rlkit.environment.SHIPPED_ENVIRONMENTS), never by importing this package.
+"""

@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from rewards.math_answer import answers_match, last_boxed
+from rlkit.rise import CORRECT, NO_ANSWER, VERIFICATION_SOURCE, WRONG  # the scale the trainer's critique prompts use
 
-VERIFICATION_SOURCE = "rise_verification"  # data_source of the critique prompts rlkit.rise builds
-CORRECT, WRONG, NO_ANSWER = 1.0, -0.5, -1.0  # §9.1, for solutions and ratings alike
 
 
 def score(*, response: str, ground_truth: str | None, data_source: str = "default", **kwargs: Any) -> dict[str, float] | None:

@@ -104,11 +104,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from rlkit.controller import train
 
-    summary = train(config)
-    before = summary.get("eval_before", {}).get("eval/accuracy")
-    after = summary.get("eval_after", {}).get("eval/accuracy")
-    if before is not None or after is not None:
-        print(f"held-out accuracy: before {before if before is None else f'{before:.3f}'} → after {after if after is None else f'{after:.3f}'}")
+    from rlkit.evaluation import format_accuracy
+
+    from rlkit.resume import RunRefused
+
+    try:
+        summary = train(config)
+    except RunRefused as error:  # nothing was started or written: say why and how to go on
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    before, after = summary.get("eval_before", {}), summary.get("eval_after", {})
+    if before or after:
+        print(f"held-out accuracy: before {format_accuracy(before)} → after {format_accuracy(after)}")
     print(f"run folder: {summary['run_dir']}")
     return 0
 

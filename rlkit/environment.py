@@ -50,16 +50,25 @@ EnvironmentFactory = Callable[..., Environment]  # called with the recipe's env 
 ENVIRONMENTS: Registry[EnvironmentFactory] = Registry("environment")
 
 
+# The environments shipped in envs/, by the module that registers each. They are plug-ins, loaded
+# by name as a user's own module is (the core never imports them), and only when asked for.
+SHIPPED_ENVIRONMENTS = {"calculator": "envs.calculator", "retrieval_qa": "envs.retrieval_qa",
+                        "multistep": "envs.multistep"}
+
+
 def load_shipped_environments() -> None:
-    """Register the environments shipped in `envs/` (imported lazily: they are optional)."""
-    import envs  # noqa: F401
+    """Register the shipped environments not registered yet."""
+    for name, module in SHIPPED_ENVIRONMENTS.items():
+        if name not in ENVIRONMENTS:
+            importlib.import_module(module)
 
 
 @functools.lru_cache(maxsize=64)
 def environment_factory(name: str) -> EnvironmentFactory:
     """A registered environment, or your own: "path/to/file.py:ClassName" or "package.module:ClassName"."""
     if ":" not in name:
-        load_shipped_environments()
+        if name not in ENVIRONMENTS:
+            load_shipped_environments()
         return ENVIRONMENTS.get(name)
     target, attribute = name.rsplit(":", 1)
     if target.endswith(".py"):

@@ -54,3 +54,25 @@ def batch_metrics(batch: list[ScoredSample]) -> dict[str, float]:
     for name, values in components.items():
         metrics[f"reward/{name}/mean"] = statistics.fmean(values)
     return metrics
+
+
+def step_metrics(step: int, learner: dict[str, float], counters: dict[str, float], *, samples: int,
+                 step_s: float, wait_s: float, sync_s: float, elapsed_s: float) -> dict[str, float]:
+    """One step's row of metrics.jsonl: what the learner reported (its loss terms and the batch's
+    statistics), what the workers counted since the last step, and the step's timings.
+
+    Staleness is counted against the weights the step trains (version step − 1).
+    """
+    metrics = {**learner, **counters}
+    if counters.get("timing/rollout_generate_s"):
+        metrics["throughput/generate_tokens_per_s"] = counters["rollout/generated_tokens"] / counters["timing/rollout_generate_s"]
+    if "rollout/policy_version_min" in metrics:
+        metrics["rollout/staleness/max"] = step - 1 - metrics["rollout/policy_version_min"]
+        metrics["rollout/staleness/mean"] = step - 1 - metrics["rollout/policy_version_mean"]
+    metrics.update({
+        "policy_version": step,
+        "timing/step_s": step_s, "timing/wait_batch_s": wait_s, "timing/sync_s": sync_s,
+        "throughput/samples_per_s": samples / step_s,
+        "throughput/elapsed_s": elapsed_s,
+    })
+    return metrics

@@ -14,9 +14,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from rewards.rise import CORRECT, NO_ANSWER, VERIFICATION_SOURCE, WRONG
 from rlkit.types import Prompt, RewardStatus, ScoredSample
 
+VERIFICATION_SOURCE = "rise_verification"  # data_source of the critique prompts built here
+CORRECT, WRONG, NO_ANSWER = 1.0, -0.5, -1.0  # §9.1, for solutions and ratings alike
 GENERATION_SCORES = (CORRECT, WRONG, NO_ANSWER)  # the verifier's scores of a solution (§9.1)
 
 DEFAULT_TEMPLATE = (

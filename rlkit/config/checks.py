@@ -18,7 +18,8 @@ from rlkit.config.schema import TrainConfig
 from rlkit.models import check_model_available
 from rlkit.registry import Registry, did_you_mean
 from rlkit.reward.loader import check_reward_fn
-from rlkit.rollout.engine import ENGINES
+from rlkit.reward.options import ON_FAILURE
+from rlkit.rollout.engines import ENGINES
 from rlkit.sync import TRANSPORTS
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -199,6 +200,13 @@ def _check_sync(config: TrainConfig) -> list[str]:
         problems.append("sync.timeout_s must be > 0")
     if config.run.max_consecutive_skips < 0:
         problems.append("run.max_consecutive_skips must be ≥ 0 (0 = never stop)")
+    if config.checkpoint.resume not in (True, False, "force"):
+        problems.append(f"checkpoint.resume={config.checkpoint.resume!r}: use true (continue, refusing a changed config), "
+                        "false (start afresh) or force (continue with the changed config, logged)")
+    if config.reward.on_failure not in ON_FAILURE:
+        problems.append(f"reward.on_failure={config.reward.on_failure!r}{did_you_mean(config.reward.on_failure, list(ON_FAILURE))}: "
+                        f"valid: {', '.join(ON_FAILURE)} (exclude: a failed reward leaves the loss; minimum: the group's "
+                        "lowest score; zero: a score of 0)")
     if config.checkpoint.every < 0:
         problems.append("checkpoint.every must be ≥ 0 (0 = only at the end)")
     if config.checkpoint.keep < 2:

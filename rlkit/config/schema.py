@@ -12,10 +12,9 @@ from typing import Any
 
 from rlkit.algorithms.options import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
-from rlkit.environment import EnvOptions
-from rlkit.reward.loader import RewardFnSpec, WeightedRewardFn
+from rlkit.reward.options import RewardConfig
 from rlkit.rise import RiseConfig
-from rlkit.rollout.engine import EngineOptions, SamplingOptions
+from rlkit.rollout.options import RolloutConfig
 
 
 @dataclass
@@ -44,8 +43,8 @@ class CheckpointConfig:
     """Save a checkpoint every this many steps; 0 = only at the end."""
     keep: int = 2
     """How many of the newest verified checkpoints to keep (at least 2)."""
-    resume: bool = True
-    """Start from the newest valid checkpoint in run.output_dir when there is one; false starts afresh (and refuses a folder that has checkpoints)."""
+    resume: bool | str = True
+    """true: continue from the newest valid checkpoint in run.output_dir, refusing one whose training config differs (listing each changed key); false: start afresh, refusing a folder that has checkpoints; force: continue even though the config changed (the change is printed and written to config_changes.jsonl)."""
 
 
 @dataclass
@@ -76,62 +75,6 @@ class DataConfig:
     """Longest prompt allowed after the chat template; a longer row is an error naming the row."""
     shuffle: bool = True
     """Shuffle training prompts each epoch (seeded by run.seed)."""
-
-
-@dataclass
-class RolloutConfig:
-    """Generation: which engine, how many samples, how."""
-
-    engine: str = "hf"
-    """Generation engine: `vllm` (vLLM; its CPU build on CPU machines) or `hf` (transformers generate)."""
-    num_workers: int = 1
-    """RolloutWorker actors (engine replicas)."""
-    n: int = 4
-    """Samples per prompt: the group size of group-relative methods."""
-    prompts_per_step: int = 8
-    """Prompt groups in each training batch (batch = prompts_per_step × n samples)."""
-    prompts_per_request: int = 8
-    """Prompts a worker pulls from the store and generates in one engine call."""
-    sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    """Sampling for training rollouts."""
-    engine_options: EngineOptions = field(default_factory=EngineOptions)
-    """Engine set-up (dtype, KV cache, threads)."""
-    env: EnvOptions = field(default_factory=EnvOptions)
-    """Multi-turn environment: the model and an environment take turns (tool use, search, multi-step tasks); name null = single-turn."""
-    cpus_per_worker: float = 1.0
-    """Ray CPUs reserved per rollout worker."""
-    batch_timeout_s: float = 1800.0
-    """Longest the learner waits for one batch of scored groups before the run fails with the store's state."""
-    gpus_per_worker: float = 0.0
-    """Ray GPUs per rollout worker (set 1 on GPU clusters)."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources per rollout worker, e.g. {rollout_node: 1} to run rollout on the nodes started with that resource (docs/multinode.md)."""
-    cpu_cores: list[int] = field(default_factory=list)
-    """CPU cores the rollout workers run on (os.sched_setaffinity), e.g. [0]; [] = the OS schedules them. Give rollout and learner separate cores for async runs on one machine."""
-
-
-@dataclass
-class RewardConfig:
-    """Scoring: which function, and how it is isolated."""
-
-    fn: RewardFnSpec = field(default_factory=lambda: RewardFnSpec(module="rewards.math_answer:score"))
-    """The reward function: `{path: my_rewards.py, name: score}` or `{module: pkg.mod:fn}`."""
-    fns: list[WeightedRewardFn] = field(default_factory=list)
-    """Several reward functions instead of `fn`: [{label: correct, weight: 1.0, module: ...}, {label: fmt, weight: 0.1, path: ...}]; score = Σ weight·score."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Settings the reward function reads from `extra`, for every sample (a dataset column of the same name wins where it is not null), e.g. {gra_threshold: 0.5}."""
-    timeout_s: float = 10.0
-    """Per-sample time limit; a function still running is killed and the sample marked `timeout`."""
-    processes_per_worker: int = 1
-    """Scoring processes in each RewardWorker."""
-    num_workers: int = 1
-    """RewardWorker actors."""
-    cpus_per_worker: float = 0.5
-    """Ray CPUs reserved per reward worker."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources per reward worker, e.g. {rollout_node: 0.1} to score beside the engines."""
-    cpu_cores: list[int] = field(default_factory=list)
-    """CPU cores the reward workers and their scoring processes run on; [] = the OS schedules them."""
 
 
 @dataclass

@@ -108,33 +108,36 @@ class LearnerGroup:
         model_path: str,
         options: LearnerOptions,
         algorithm: AlgorithmOptions,
+        *,
         temperature: float = 1.0,
+        on_failure: str = "exclude",
         env: dict[str, str] | None = None,
-        num_cpus_per_rank: float = 1.0,
-        num_gpus_per_rank: float | None = None,
+        rank_options: list[dict[str, Any]] | None = None,
         setup_timeout_s: float = 600.0,
         step_timeout_s: float = 3600.0,
-        rank_options: list[dict[str, Any]] | None = None,
     ) -> None:
         """Start the ranks and wait until every one has built its engine.
 
-        `temperature` is the rollout's sampling temperature (log-probs are of logits / T);
-        `env` holds environment variables for the rank processes (Ray runtime_env);
-        `rank_options` holds extra Ray actor options per rank (its placement-group bundle).
+        `options` is the recipe's learner section (its cpus_/gpus_per_rank reserve each rank's
+        CPUs and GPUs; an unset GPU count follows the cluster); `algorithm` the algorithm
+        section; `temperature` the rollout's sampling temperature (log-probs are of logits / T);
+        `on_failure` what a failed reward means for the loss (reward.on_failure); `env` the
+        environment variables of the rank processes; `rank_options` extra Ray actor options per
+        rank (its placement-group bundle).
         """
         problems = options.check()
         if problems:
             raise ValueError("invalid learner options: " + "; ".join(problems))
-        if num_gpus_per_rank is None:
-            num_gpus_per_rank = 1.0 if _wants_gpu(options) else 0.0
         self.options = options
         self.step_timeout_s = step_timeout_s
-        common = {"num_cpus": num_cpus_per_rank, "num_gpus": num_gpus_per_rank,
+        common = {"num_cpus": options.cpus_per_rank, "num_gpus": options.gpus_for(cluster_has_gpus()),
+                  "resources": dict(options.resources) or None,
                   "runtime_env": {"env_vars": dict(env)} if env else None}
         per_rank = rank_options or [{} for _ in range(options.num_ranks)]
         self.ranks = [
             ray.remote(LearnerRank).options(**common, **per_rank[rank]).remote(
-                rank, options.num_ranks, None, None, str(model_path), options, algorithm, temperature)
+                rank, options.num_ranks, None, None, str(model_path), options, algorithm, temperature,
+                on_failure=on_failure)
             for rank in range(options.num_ranks)
         ]
         try:
@@ -220,9 +223,3 @@ class LearnerGroup:
                     f"collective: shut the group down and start a new one): {error}"
                 ) from error
         return ray.get(list(refs))
-
-
-def _wants_gpu(options: LearnerOptions) -> bool:
-    if options.backend != "auto":
-        return options.backend == "nccl"
-    return cluster_has_gpus()

@@ -60,6 +60,15 @@ class LearnerOptions:
     """Extra DeepSpeed config merged over the generated one (expert use), e.g.
     {zero_optimization: {stage3_param_persistence_threshold: 0}}."""
 
+    def gpus_for(self, cluster_has_gpus: bool) -> float:
+        """GPUs per rank: as set, else as the backend uses them (nccl needs one per rank, gloo
+        none; auto follows the cluster). The one statement of this rule (config/resolve.py)."""
+        if self.gpus_per_rank is not None:
+            return float(self.gpus_per_rank)
+        if self.backend != "auto":
+            return 1.0 if self.backend == "nccl" else 0.0
+        return 1.0 if cluster_has_gpus else 0.0
+
     def check(self) -> list[str]:
         """Problems with these options (empty list = valid). Device-dependent rules (fp16 needs a
         GPU) are checked when the ranks start, because the driver may run on a machine without one."""

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any
 
 import ray
 
 from rlkit.reward.contract import RewardRequest
 from rlkit.reward.isolation import ScoringPool
-from rlkit.reward.loader import LabeledFn, RewardFnSpec
+from rlkit.reward.loader import labeled_functions
+from rlkit.reward.options import RewardConfig
 from rlkit.runtime import pin_cpus
+from rlkit.store.query import Query, Taken
 from rlkit.transport import resolve
 from rlkit.types import Reward, RewardStatus, Sample
 
@@ -26,18 +28,17 @@ POLL_S = 5.0
 class RewardWorker:
     """A pool of scoring processes fed from the store. Wrapped with `ray.remote` by the controller."""
 
-    def __init__(
-        self, name: str, store: Any, spec: RewardFnSpec | Sequence[LabeledFn], timeout_s: float, processes: int,
-        batch_size: int = 64, env: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
-        cpu_cores: list[int] | None = None,
-    ) -> None:
+    def __init__(self, name: str, store: Any, reward: RewardConfig, env: dict[str, str] | None = None,
+                 batch_size: int = 64) -> None:
+        """`reward` is the recipe's reward section; `env` the environment variables of its bundle."""
         os.environ.update(env or {})
-        pin_cpus(list(cpu_cores or []), "reward")  # before the scoring processes start: they inherit it
+        pin_cpus(list(reward.cpu_cores), "reward")  # before the scoring processes start: they inherit it
         self.name = name
         self.store = store
         self.batch_size = batch_size
-        self.extra = dict(extra or {})  # recipe-level settings for the reward function (reward.extra)
-        self.pool = ScoringPool(spec, num_processes=processes, timeout_s=timeout_s)
+        self.extra = dict(reward.extra)  # recipe-level settings for the reward function (reward.extra)
+        spec = labeled_functions(reward.fn, reward.fns)
+        self.pool = ScoringPool(spec, num_processes=reward.processes_per_worker, timeout_s=reward.timeout_s)
         self.scored = 0
 
     def ready(self) -> str:
@@ -47,8 +48,9 @@ class RewardWorker:
         """Score until the store closes."""
         try:
             while True:
-                taken = ray.get(self.store.get.remote(
-                    "reward", ["sample"], self.batch_size, min_items=1, partition=None, timeout_s=POLL_S))
+                taken = ray.get(self.store.get.remote(Query(
+                    task="reward", fields=("sample",), limit=self.batch_size, min_items=1, partition=None,
+                    timeout_s=POLL_S)))
                 if taken is None:
                     return {"scored": self.scored}
                 if taken:
@@ -56,8 +58,8 @@ class RewardWorker:
         finally:
             self.pool.close()
 
-    def _score(self, taken: list[tuple[int, dict[str, Any]]]) -> None:
-        samples = resolve([fields["sample"] for _, fields in taken])
+    def _score(self, taken: list[Taken]) -> None:
+        samples = resolve([item.fields["sample"] for item in taken])
         # An episode its environment broke is a failed sample, like a reward that raised.
         healthy = [index for index, sample in enumerate(samples) if sample.env_status in ("none", "ok")]
         scored = iter(self.pool.score([RewardRequest.from_sample(samples[index], self.extra) for index in healthy]))
@@ -70,7 +72,7 @@ class RewardWorker:
         counters = {f"reward_worker/{status}": float(count) for status, count in statuses.items()}
         counters["timing/reward_score_s"] = sum(reward.seconds for reward in rewards)
         # One call: a checkpoint that sees the rewards also sees what scoring them counted.
-        ray.get(self.store.set_field.remote([entry_id for entry_id, _ in taken], "reward", rewards, counters))
+        ray.get(self.store.set_field.remote([item.entry_id for item in taken], "reward", rewards, counters))
         self.scored += len(rewards)
 
 

@@ -1,8 +1,8 @@
 """One interface over the generation engines (vLLM and transformers).
 
-The rollout worker only sees :class:`GenerationEngine`; :func:`build_engine` picks the adapter by
-name from :data:`ENGINES`. Adapters are imported when built, never here, so importing this module
-does not import vLLM.
+The rollout worker only sees :class:`GenerationEngine`; `rlkit.rollout.engines.build_engine` picks
+the adapter by name. This module holds the interface and the helpers the adapters share; it
+imports no adapter (they import it), and no adapter imports vLLM until an engine starts.
 
 Log-prob convention shared by every engine and the learner: the log-prob of a token is
 ``log_softmax(logits / temperature)`` at that token, from the model's raw logits. ``top_p`` shapes
@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 
-from rlkit.registry import Registry, did_you_mean
+from rlkit.registry import did_you_mean
 from rlkit.types import Generation
 
 DTYPES = ("float32", "bfloat16")
@@ -108,36 +108,6 @@ class GenerationEngine(Protocol):
     def close(self) -> None:
         """Free the model and engine resources; the engine is unusable afterwards."""
         ...
-
-
-EngineFactory = Callable[[Path, EngineOptions], GenerationEngine]
-ENGINES: Registry[EngineFactory] = Registry("rollout engine")
-
-
-@ENGINES.register("hf")
-def _build_hf(model_path: Path, options: EngineOptions) -> GenerationEngine:
-    from rlkit.rollout.hf_engine import HFEngine
-
-    return HFEngine(model_path, options)
-
-
-@ENGINES.register("vllm")
-def _build_vllm(model_path: Path, options: EngineOptions) -> GenerationEngine:
-    from rlkit.rollout.vllm_engine import VllmEngine
-
-    return VllmEngine(model_path, options)
-
-
-def build_engine(
-    name: str, model_path: str | Path, options: EngineOptions | None = None
-) -> GenerationEngine:
-    """Start engine `name` on the model folder (or built-in model name) `model_path`."""
-    from rlkit.models import resolve_model
-
-    factory = ENGINES.get(name)  # fails with the valid names before anything loads
-    options = options or EngineOptions()
-    raise_problems("engine options", options.problems())
-    return factory(resolve_model(str(model_path)), options)
 
 
 # Helpers shared by the adapters: request checks, the log-prob formula, weight-name checks.

@@ -17,11 +17,13 @@ import ray
 import torch
 
 from rlkit.collective import BroadcastNotice, WeightGroup
-from rlkit.environment import EnvOptions
-from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
+from rlkit.rollout.engine import SamplingOptions
+from rlkit.rollout.engines import build_engine
 from rlkit.rollout.env_host import EnvHost
 from rlkit.rollout.episodes import run_episodes
+from rlkit.rollout.options import RolloutConfig
 from rlkit.runtime import pin_cpus
+from rlkit.store.query import Query
 from rlkit.transport import get_tensors, resolve
 from rlkit.types import FinishReason, Generation, RolloutRequest, Sample
 
@@ -31,31 +33,22 @@ POLL_S = 5.0  # longest an idle worker waits before re-checking (it is woken ear
 class RolloutWorker:
     """One engine replica. Wrapped with `ray.remote` by the controller."""
 
-    def __init__(
-        self,
-        name: str,
-        store: Any,
-        model_path: str,
-        engine: str,
-        engine_options: EngineOptions,
-        sampling: SamplingOptions,
-        prompts_per_request: int,
-        env: dict[str, str] | None = None,
-        environment: EnvOptions | None = None,
-        cpu_cores: list[int] | None = None,
-    ) -> None:
+    def __init__(self, name: str, store: Any, model_path: str, rollout: RolloutConfig,
+                 env: dict[str, str] | None = None) -> None:
+        """`rollout` is the recipe's rollout section; `env` the environment variables of the
+        device this worker's bundle holds (set before the engine starts)."""
         os.environ.update(env or {})
-        pin_cpus(list(cpu_cores or []), "rollout")
+        pin_cpus(list(rollout.cpu_cores), "rollout")
         self.name = name
         self.store = store
-        self.sampling = sampling
-        self.prompts_per_request = prompts_per_request
+        self.sampling = rollout.sampling
+        self.prompts_per_request = rollout.prompts_per_request
         self.version = 0
         self.requests_done = 0
         self.weight_group: WeightGroup | None = None
-        self.engine = build_engine(engine, model_path, engine_options)
-        self.max_model_len = engine_options.max_model_len
-        self.environment = environment if environment is not None and environment.name else None
+        self.engine = build_engine(rollout.engine, model_path, rollout.engine_options)
+        self.max_model_len = rollout.engine_options.max_model_len
+        self.environment = rollout.env if rollout.env.name else None
         self.env_host = (
             EnvHost(self.environment.name, self.environment.options, self.environment.step_timeout_s)
             if self.environment
@@ -74,17 +67,14 @@ class RolloutWorker:
         """Serve requests until the store closes; returns counters for the final report."""
         while True:
             self._load_newer_weights()
-            taken = ray.get(
-                self.store.get.remote(
-                    "rollout", ["request"], self.prompts_per_request, min_items=1, clear=True,
-                    partition=None, timeout_s=POLL_S, wake_on_weights_above=self.version,
-                )
-            )
+            taken = ray.get(self.store.get.remote(Query(
+                task="rollout", fields=("request",), limit=self.prompts_per_request, min_items=1, clear=True,
+                partition=None, timeout_s=POLL_S, wake_on_weights_above=self.version)))
             if taken is None:
                 return {"requests": self.requests_done}
             if not taken:
                 continue
-            self._serve(resolve([fields["request"] for _, fields in taken]))
+            self._serve(resolve([item.fields["request"] for item in taken]))
 
     def _serve(self, requests: list[RolloutRequest]) -> None:
         # Requests with the same decoding settings share one engine call.

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from rlkit.store.index import StoreIndex
+from rlkit.store.query import Query, Taken
 from rlkit.transport import hold
 
 
@@ -65,39 +66,26 @@ class DataStore:
         await self._notify()
         return written
 
-    async def get(
-        self,
-        task: str,
-        fields: list[str],
-        limit: int,
-        *,
-        min_items: int | None = None,
-        whole_groups: bool = False,
-        min_version: int | None = None,
-        clear: bool = False,
-        partition: str | None = "train",
-        timeout_s: float | None = None,
-        wake_on_weights_above: int | None = None,
-        with_groups: bool = False,
-    ) -> list[tuple[int, dict[str, Any]]] | None:
-        """Wait until `min_items` (default `limit`) entries or groups are ready, then take up to `limit`.
+    async def get(self, query: Query) -> list[Taken] | None:
+        """Wait until `query.min_items` (default `query.limit`) entries or groups are ready, then
+        take up to `query.limit`.
 
-        Returns [] on timeout — or early, when weights newer than `wake_on_weights_above` are
-        published, so an idle rollout worker loads them at once — and None once the store is
+        Returns [] on timeout — or early, when weights newer than `query.wake_on_weights_above`
+        are published, so an idle rollout worker loads them at once — and None once the store is
         closed (the consumer should stop).
         """
-        wanted = limit if min_items is None else min_items
-        key = tuple(fields)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        wanted = query.limit if query.min_items is None else query.min_items
+        deadline = None if query.timeout_s is None else time.monotonic() + query.timeout_s
 
         def new_weights() -> bool:
-            return wake_on_weights_above is not None and self._weights is not None and self._weights[0] > wake_on_weights_above
+            above = query.wake_on_weights_above
+            return above is not None and self._weights is not None and self._weights[0] > above
 
         def ready() -> bool:
             if self._closed or new_weights():
                 return True
-            count = self._index.count_ready(task, key, whole_groups=whole_groups, min_version=min_version,
-                                            partition=partition, enough=wanted)
+            count = self._index.count_ready(query.task, query.fields, whole_groups=query.whole_groups,
+                                            min_version=query.min_version, partition=query.partition, enough=wanted)
             return count >= wanted
 
         async with self._changed:
@@ -111,10 +99,9 @@ class DataStore:
                     return []
         if self._closed:
             return None
-        taken = self._index.take(task, key, limit, whole_groups=whole_groups, min_version=min_version, clear=clear, partition=partition)
-        if with_groups:  # (entry_id, fields, group): the trainer's record of which prompts it trained on
-            return [(entry_id, fields, group) for (entry_id, fields), group in zip(taken, self._index.last_taken_groups)]
-        return taken
+        taken = self._index.take(query.task, query.fields, query.limit, whole_groups=query.whole_groups,
+                                 min_version=query.min_version, clear=query.clear, partition=query.partition)
+        return [Taken(entry_id, fields, group) for (entry_id, fields), group in zip(taken, self._index.last_taken_groups)]
 
     async def snapshot(self, partition: str, fields: list[str], groups: int, timeout_s: float) -> dict[str, Any] | None:
         """Once `groups` whole groups of `partition` have every field in `fields`: {"entries": its

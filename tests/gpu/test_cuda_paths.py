@@ -30,7 +30,8 @@ def test_chunked_logprobs_on_cuda_match_cpu() -> None:
 
 
 def test_hf_engine_generates_on_cuda_with_matching_logprobs() -> None:
-    from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
+    from rlkit.rollout.engine import EngineOptions, SamplingOptions
+    from rlkit.rollout.engines import build_engine
 
     engine = build_engine("hf", "tiny", EngineOptions())
     prompts = [[257, 84, 82, 68, 81, 198, 54, 71], [257, 84, 82, 68]]

@@ -14,6 +14,7 @@ OUT_DIR/result.json with:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -41,12 +42,13 @@ def start_cluster() -> tuple[Cluster, dict[str, str]]:
 
 def bad_placement(out: Path) -> str:
     from rlkit.config.load import load_config
-    from rlkit.controller import Stages
+    from rlkit.config.resolve import resolve_config
+    from rlkit.stages import Stages
     from rlkit.models import resolve_model
 
     config = load_config("recipes/tiny_cpu.yaml", [*SPLIT, "learner.num_ranks=3", f"run.output_dir={out / 'bad'}"])
     try:
-        Stages.start(config, str(resolve_model("tiny")))
+        Stages.start(resolve_config(config, cluster_has_gpus=False), str(resolve_model("tiny")))
     except Exception as error:  # noqa: BLE001 - the message is the result
         return f"{type(error).__name__}: {error}"
     return "no error"
@@ -60,11 +62,13 @@ def weight_sync_check(out: Path, transport: str) -> dict[str, object]:
 
     from rlkit.algorithms import AlgorithmOptions
     from rlkit.config.load import load_config
-    from rlkit.controller import stage_demands
+    from rlkit.config.resolve import resolve_config
+    from rlkit.stages import stage_demands
     from rlkit.learner.group import LearnerGroup
     from rlkit.models import resolve_model
     from rlkit.placement import bundle_strategy, describe, release, reserve
     from rlkit.rollout.engine import EngineOptions, SamplingOptions
+    from rlkit.rollout.options import RolloutConfig
     from rlkit.rollout.worker import RolloutWorker
     from rlkit.runtime import actor_env
     from rlkit.store.datastore import DataStore
@@ -72,15 +76,16 @@ def weight_sync_check(out: Path, transport: str) -> dict[str, object]:
 
     config = load_config("recipes/tiny_cpu.yaml", [*SPLIT, "learner.lr=5e-2", f"run.output_dir={out / transport}"])
     model, env = str(resolve_model("tiny")), actor_env(single_machine=False)  # as on two machines
-    groups = reserve(stage_demands(config, gpus=False), "PACK", 60)
+    groups = reserve(stage_demands(resolve_config(config, cluster_has_gpus=False)), "PACK", 60)
     learners = None
     try:
         store = DataStore.remote()
-        learners = LearnerGroup(model, config.learner, AlgorithmOptions(), temperature=1.0, env=env,
-                                num_gpus_per_rank=0,
-                                rank_options=[bundle_strategy(groups, "learner", rank) for rank in range(2)])
+        learners = LearnerGroup(model, dataclasses.replace(config.learner, gpus_per_rank=0.0), AlgorithmOptions(),
+                                temperature=1.0, env=env, rank_options=[bundle_strategy(groups, "learner", rank) for rank in range(2)])
         engine = ray.remote(RolloutWorker).options(num_cpus=1, **bundle_strategy(groups, "rollout", 0)).remote(
-            "rollout-0", store, model, "hf", EngineOptions(max_model_len=256), SamplingOptions(max_new_tokens=8), 4, env)
+            "rollout-0", store, model, RolloutConfig(engine="hf", engine_options=EngineOptions(max_model_len=256),
+                                                     sampling=SamplingOptions(max_new_tokens=8), prompts_per_request=4),
+            env)
         before = ray.get(engine.token_logprobs.remote(PROMPT, RESPONSE))
         sync = WeightSync(learners, store, ["rollout-0"], timeout_s=120, dtype="float32", transport=transport)
         if sync.broadcasts:

@@ -6,6 +6,7 @@ import pytest
 import ray
 
 from rlkit.store.datastore import DataStore
+from rlkit.store.query import Query, Taken
 from rlkit.transport import resolve
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -21,15 +22,15 @@ class Producer:
 
 def test_consumer_blocks_until_producer_writes() -> None:
     store = DataStore.remote()
-    waiting = store.get.remote("train", ["sample"], 2, whole_groups=True, timeout_s=60)
+    waiting = store.get.remote(Query("train", ("sample",), 2, whole_groups=True, timeout_s=60))
     ready, _ = ray.wait([waiting], timeout=0.5)
     assert not ready, "get must wait while nothing is ready"
     producer = Producer.remote()
     ray.get(producer.produce.remote(store, "g0", 2))
     ray.get(producer.produce.remote(store, "g1", 2))
     taken = ray.get(waiting, timeout=30)
-    assert len(taken) == 4
-    values = resolve([fields["sample"] for _, fields in taken])
+    assert len(taken) == 4 and all(isinstance(item, Taken) and item.group in ("g0", "g1") for item in taken)
+    values = resolve([item.fields["sample"] for item in taken])
     assert {v["group"] for v in values} == {"g0", "g1"}
 
 
@@ -38,28 +39,28 @@ def test_objects_survive_their_producer() -> None:
     producer = Producer.remote()
     ray.get(producer.produce.remote(store, "g", 3))
     ray.kill(producer)
-    taken = ray.get(store.get.remote("train", ["sample"], 3, timeout_s=10))
-    values = resolve([fields["sample"] for _, fields in taken])
+    taken = ray.get(store.get.remote(Query("train", ("sample",), 3, timeout_s=10)))
+    values = resolve([item.fields["sample"] for item in taken])
     assert [v["index"] for v in values] == [0, 1, 2] and len(values[0]["payload"]) == 40_000
-    assert isinstance(taken[0][1]["sample"], ray.ObjectRef) and not isinstance(taken[1][1]["sample"], ray.ObjectRef)
+    assert isinstance(taken[0].fields["sample"], ray.ObjectRef) and not isinstance(taken[1].fields["sample"], ray.ObjectRef)
 
 
 def test_fields_added_later_and_consumed_samples_cleared() -> None:
     store = DataStore.remote()
     ids = ray.get(store.put.remote([{"group": "g", "group_size": 2, "fields": {"sample": i}} for i in range(2)]))
-    assert ray.get(store.get.remote("train", ["sample", "reward"], 1, whole_groups=True, timeout_s=0.3)) == []
-    scored = ray.get(store.get.remote("reward", ["sample"], 2, timeout_s=5))
+    assert ray.get(store.get.remote(Query("train", ("sample", "reward"), 1, whole_groups=True, timeout_s=0.3))) == []
+    scored = ray.get(store.get.remote(Query("reward", ("sample",), 2, timeout_s=5)))
     assert len(scored) == 2
     ray.get(store.set_field.remote(ids, "reward", [1.0, 0.0]))
-    taken = ray.get(store.get.remote("train", ["sample", "reward"], 1, whole_groups=True, clear=True, timeout_s=5))
-    assert sorted(resolve([f["reward"] for _, f in taken])) == [0.0, 1.0]
+    taken = ray.get(store.get.remote(Query("train", ("sample", "reward"), 1, whole_groups=True, clear=True, timeout_s=5)))
+    assert sorted(resolve([item.fields["reward"] for item in taken])) == [0.0, 1.0]
     stats = ray.get(store.stats.remote())
     assert stats["entries"] == 0 and stats["cleared"] == 2
 
 
 def test_close_wakes_waiters_with_none() -> None:
     store = DataStore.remote()
-    waiting = store.get.remote("rollout", ["prompt"], 1, timeout_s=60)
+    waiting = store.get.remote(Query("rollout", ("prompt",), 1, timeout_s=60))
     ray.get(store.close.remote())
     assert ray.get(waiting, timeout=10) is None
 
@@ -79,7 +80,7 @@ def test_weights_notice_board_and_engine_versions() -> None:
 
 def test_idle_consumer_wakes_when_new_weights_arrive() -> None:
     store = DataStore.remote()
-    waiting = store.get.remote("rollout", ["request"], 1, timeout_s=60, wake_on_weights_above=0)
+    waiting = store.get.remote(Query("rollout", ("request",), 1, timeout_s=60, wake_on_weights_above=0))
     ray.get(store.publish_weights.remote(1, [ray.put({"w": 2})]))
     assert ray.get(waiting, timeout=10) == []
 

@@ -16,7 +16,8 @@ import torch
 
 from rlkit.models import resolve_model
 from rlkit.registry import UnknownNameError
-from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
+from rlkit.rollout.engine import EngineOptions, SamplingOptions
+from rlkit.rollout.engines import build_engine
 from rlkit.types import FinishReason
 
 ENGINES = ["hf", pytest.param("vllm", marks=pytest.mark.slow)]

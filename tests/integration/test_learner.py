@@ -198,7 +198,7 @@ def zero2_run(ray_cluster):
     # Eager attention here, sdpa elsewhere: the reference (sdpa) must agree with both kernels.
     options = LearnerOptions(num_ranks=2, zero_stage=2, micro_batch_size=4, mini_batches=2, lr=LR,
                              attn_implementation="eager")
-    group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, TEMPERATURE, step_timeout_s=120)
+    group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, temperature=TEMPERATURE, step_timeout_s=120)
     ray = ray_cluster
     batches = {name: [ray.put(item) for item in scored_batch(seed, poison)]
                for name, seed, poison in (("one", 1, False), ("nan", 3, True), ("two", 2, False))}
@@ -221,7 +221,7 @@ def zero3_group(ray_cluster):
         # Shard every tensor of the tiny model (by default small ones stay whole on each rank).
         deepspeed_overrides={"zero_optimization": {"stage3_param_persistence_threshold": 0}},
     )
-    group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, TEMPERATURE, step_timeout_s=120)
+    group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, temperature=TEMPERATURE, step_timeout_s=120)
     yield group, algorithm
     group.shutdown()
 
@@ -358,7 +358,7 @@ def test_every_method_trains_on_deepspeed_ranks_like_the_reference(method: str, 
         num_ranks=ranks, zero_stage=zero_stage, micro_batch_size=micro, mini_batches=mini_batches, lr=LR,
         deepspeed_overrides={"zero_optimization": {"stage3_param_persistence_threshold": 0}} if zero_stage == 3 else {},
     )
-    group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, TEMPERATURE, step_timeout_s=120)
+    group = LearnerGroup(str(resolve_model("tiny")), options, algorithm, temperature=TEMPERATURE, step_timeout_s=120)
     try:
         metrics = [group.train_step([ray_cluster.put(item) for item in scored_batch(seed)]) for seed in (1, 2)]
         trained = get_tensors(group.export_weights_ref())
@@ -392,7 +392,7 @@ def test_nan_and_inf_updates_are_skipped_in_each_dtype(ray_cluster, dtype: str) 
     from rlkit.learner.group import LearnerGroup
 
     options = LearnerOptions(num_ranks=1, zero_stage=0, micro_batch_size=8, lr=LR, dtype=dtype)
-    group = LearnerGroup(str(resolve_model("tiny")), options, AlgorithmOptions(), TEMPERATURE, step_timeout_s=120)
+    group = LearnerGroup(str(resolve_model("tiny")), options, AlgorithmOptions(), temperature=TEMPERATURE, step_timeout_s=120)
     ray = ray_cluster
     try:
         before = get_tensors(group.export_weights_ref())

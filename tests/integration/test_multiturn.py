@@ -11,7 +11,8 @@ import pytest
 from rlkit.config import load_config
 from rlkit.controller import train
 from rlkit.environment import EnvOptions
-from rlkit.rollout.engine import EngineOptions, SamplingOptions, build_engine
+from rlkit.rollout.engine import EngineOptions, SamplingOptions
+from rlkit.rollout.engines import build_engine
 from rlkit.rollout.env_host import EnvHost
 from rlkit.rollout.episodes import run_episodes
 from rlkit.tracking.metrics_log import read_metrics

@@ -10,6 +10,7 @@ from rlkit.learner.group import LearnerGroup
 from rlkit.learner.options import LearnerOptions
 from rlkit.models import resolve_model
 from rlkit.rollout.engine import EngineOptions, SamplingOptions
+from rlkit.rollout.options import RolloutConfig
 from rlkit.rollout.worker import RolloutWorker
 from rlkit.runtime import actor_env
 from rlkit.store.datastore import DataStore
@@ -42,8 +43,9 @@ def setup():
                             AlgorithmOptions(), temperature=1.0, env=env)
     worker_cls = ray.remote(num_cpus=1)(RolloutWorker)
     workers = {
-        engine: worker_cls.remote(f"rollout-{engine}", store, model, engine, EngineOptions(max_model_len=256),
-                                  SamplingOptions(max_new_tokens=8), 4, env)
+        engine: worker_cls.remote(f"rollout-{engine}", store, model, RolloutConfig(
+            engine=engine, engine_options=EngineOptions(max_model_len=256), sampling=SamplingOptions(max_new_tokens=8),
+            prompts_per_request=4), env)
         for engine in ("hf", "vllm")
     }
     ray.get([w.ready.remote() for w in workers.values()])

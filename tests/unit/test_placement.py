@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rlkit.config.load import load_config
-from rlkit.controller import stage_demands
+from rlkit.config.resolve import resolve_config
+from rlkit.stages import stage_demands
 from rlkit.placement import StageDemand, check_fits
 
 NODES = [
@@ -45,12 +46,12 @@ def test_zero_amounts_and_empty_stages_ask_for_nothing() -> None:
 def test_recipe_keys_become_stage_demands() -> None:
     config = load_config("recipes/tiny_cpu.yaml", ["learner.resources={learner_node: 1}", "rollout.gpus_per_worker=1",
                                                    "reward.num_workers=2"])
-    demands = {d.stage: d for d in stage_demands(config, gpus=False)}
+    demands = {d.stage: d for d in stage_demands(resolve_config(config, cluster_has_gpus=False))}
     assert demands["learner"].count == 2
     assert demands["learner"].nonzero_bundle() == {"CPU": 1.0, "learner_node": 1.0}  # no GPUs: none asked for
     assert demands["rollout"].nonzero_bundle() == {"CPU": 1.0, "GPU": 1.0}  # asked for explicitly: checked
     assert demands["reward"].count == 2
-    assert {d.stage: d for d in stage_demands(config, gpus=True)}["learner"].nonzero_bundle()["GPU"] == 1.0
+    assert {d.stage: d for d in stage_demands(resolve_config(config, cluster_has_gpus=True))}["learner"].nonzero_bundle()["GPU"] == 1.0
 
 
 def test_placement_keys_are_checked() -> None:
