@@ -1,10 +1,15 @@
 """Security defaults, checked on a real training run (tiny recipe, W&B offline, weights by gloo
 broadcast): every socket the run's processes listen on is on loopback, and secret values planted
-in the environment appear in none of its files, logs or output."""
+in the environment appear in none of its files, logs or output.
+
+Both runs here start as a user's `python -m rlkit.train` does: without the loopback flag
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER that the Makefile and tests/conftest.py set, which on its own
+keeps Ray on 127.0.0.1; so what keeps them on loopback is rlkit's own code."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +24,13 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 SECRETS = {"WANDB_API_KEY": "sentinel-wandb-5f1c0e9a2b7d4c31", "HF_TOKEN": "hf_sentinel8d2e6a1f3b9c4e7a"}
+LOOPBACK_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a user who runs rlkit without make: no loopback flag, Ray's own auth default."""
+    env = {key: value for key, value in os.environ.items() if key not in (LOOPBACK_FLAG, "RAY_AUTH_MODE")}
+    return {**env, **extra}
 
 
 def descendants(root: int) -> set[int]:
@@ -74,8 +86,7 @@ def is_loopback(address: str) -> bool:
 @pytest.fixture(scope="module")
 def secured_run(tmp_path_factory) -> dict:
     run_dir = tmp_path_factory.mktemp("security") / "run"
-    env = {**os.environ, **SECRETS, "WANDB_MODE": "offline"}
-    env.pop("RAY_AUTH_MODE", None)  # as a user runs it: Ray's own default
+    env = user_env(**SECRETS, WANDB_MODE="offline")
     started = time.time()
     process = subprocess.Popen(
         [sys.executable, "-m", "rlkit.train", "recipes/tiny_cpu.yaml", "run.steps=3", "checkpoint.every=1",
@@ -110,3 +121,44 @@ def test_planted_secrets_appear_in_no_file_log_or_output(secured_run) -> None:
         assert secret not in secured_run["output"], f"{name} printed"
         leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
         assert not leaked, f"{name} found in {leaked}"
+
+
+# A private cluster started by rlkit.runtime.ray_session, as a run without `ray.address` starts
+# one: it reports its node address and the flag's value, waits while the test reads its
+# listeners, and reports the flag again once the session has ended.
+PRIVATE_CLUSTER = """
+import json, os, sys
+import ray
+from rlkit.runtime import ray_session
+
+with ray_session(None, 1):
+    print(json.dumps({"node": ray.nodes()[0]["NodeManagerAddress"], "gcs": ray.get_runtime_context().gcs_address,
+                      "flag": os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}), flush=True)
+    sys.stdin.readline()
+print(json.dumps({"flag_after": os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}), flush=True)
+"""
+
+
+def test_a_private_cluster_listens_on_loopback_without_the_flag() -> None:
+    """`_keep_local_cluster_on_loopback` (through `ray_session`), on its own: the node address,
+    the GCS and every listener of the cluster's processes are on 127.0.0.1, and the process's
+    environment is given back as it was (no flag) once the cluster is up."""
+    process = subprocess.Popen([sys.executable, "-c", PRIVATE_CLUSTER], cwd=REPO, env=user_env(),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith('{"node"'):  # Ray's own start-up lines come first
+            lines.append(process.stdout.readline())
+            assert lines[-1], "".join(lines)[-3000:]  # the child ended before its cluster was up
+        started = json.loads(lines[-1])
+        listeners = listening_addresses(descendants(process.pid))
+        output, _ = process.communicate("\n", timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output[-3000:]
+    output = next(line for line in output.splitlines() if line.startswith('{"flag_after"'))
+    assert started["node"] == "127.0.0.1" and started["gcs"].startswith("127.0.0.1:"), started
+    assert started["flag"] is None and json.loads(output)["flag_after"] is None  # restored right after start
+    assert len(listeners) >= 3, f"expected the GCS, raylet and object manager to listen: {listeners}"
+    exposed = {address: pids for address, pids in listeners.items() if not is_loopback(address)}
+    assert not exposed, f"a private cluster listens beyond loopback: {exposed}"
