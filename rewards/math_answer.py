@@ -11,8 +11,10 @@ component is reported for monitoring only; pay format, if at all, only together 
 
 Pathological answers (``\\boxed{10^{10^{10}}}``) can keep sympy busy for a long time: run this in
 ``rlkit.reward.isolation.ScoringPool``, whose per-sample timeout kills the worker. There the
-function runs in a process's main thread, so math-verify's own ``signal.alarm`` timeouts stay on;
-called from any other thread they cannot work and are switched off.
+function runs in a process's main thread, so math-verify's own ``signal.alarm`` timeouts stay on,
+sized to end well inside that per-sample timeout (`math_verify_timeouts`): a slow answer is then
+scored as not matching instead of being killed as a `timeout`, which the trainer would leave out
+of the loss. Called from any other thread they cannot work and are switched off.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from typing import Any
 
 from math_verify import parse, verify
 
+from rlkit.reward.contract import time_budget_s
+
 _BOXED = re.compile(r"\\boxed\s*\{")
 # A number not glued to a word: optional minus, digits with optional thousands separators,
 # optional decimals, optional "/denominator".
 _NUMBER = re.compile(r"(?<!\w)-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+MATH_VERIFY_SHARE = 0.8  # of the per-sample budget that math-verify's alarms may take, all together
+ALARMS_PER_MATCH = 3  # parse(ground truth), parse(answer), verify (only its sympy-sympy pair can be slow)
+DEFAULT_BUDGET_S = 10.0  # reward.timeout_s's default, for calls outside a scoring process
 
 
 def score(*, response: str, ground_truth: str | None, **kwargs: Any) -> dict[str, float] | None:
@@ -88,11 +95,11 @@ def last_number(text: str) -> str | None:
 
 def answers_match(answer: str, ground_truth: str) -> bool:
     """Whether `answer` equals `ground_truth`: math-verify, else a normalized comparison."""
-    timeouts = _math_verify_timeouts()
-    gold = parse(_as_math(ground_truth), parsing_timeout=timeouts["parsing_timeout"])
-    predicted = parse(_as_math(answer), parsing_timeout=timeouts["parsing_timeout"])
+    parsing, verifying = _math_verify_timeouts()
+    gold = parse(_as_math(ground_truth), parsing_timeout=parsing)
+    predicted = parse(_as_math(answer), parsing_timeout=parsing)
     if gold and predicted:
-        return bool(verify(gold, predicted, timeout_seconds=timeouts["timeout_seconds"]))
+        return bool(verify(gold, predicted, timeout_seconds=verifying))
     return _plain_equal(answer, ground_truth)
 
 
@@ -101,11 +108,21 @@ def _as_math(text: str) -> str:
     return text if "$" in text or "\\boxed" in text else f"${text.strip()}$"
 
 
-def _math_verify_timeouts() -> dict[str, int | None]:
-    """math-verify's own defaults in a main thread; off elsewhere (signal.alarm would raise)."""
+def math_verify_timeouts(budget_s: float) -> tuple[int | None, int | None]:
+    """(parse, verify) timeouts in whole seconds (math-verify's alarms take no fractions) for a
+    per-sample budget: the three alarms of one `answers_match` end within MATH_VERIFY_SHARE of it,
+    so math-verify gives up before the pool kills the process. None (off) when even 1 s each
+    does not fit: the pool's timeout is then the only limit (keep reward.timeout_s ≥ 4 s)."""
+    window = int(MATH_VERIFY_SHARE * budget_s / ALARMS_PER_MATCH)
+    return (window, window) if window >= 1 else (None, None)
+
+
+def _math_verify_timeouts() -> tuple[int | None, int | None]:
+    """Sized to the scoring process's per-sample budget in a main thread; off elsewhere
+    (signal.alarm would raise)."""
     if threading.current_thread() is threading.main_thread():
-        return {"parsing_timeout": 5, "timeout_seconds": 5}
-    return {"parsing_timeout": None, "timeout_seconds": None}
+        return math_verify_timeouts(time_budget_s(DEFAULT_BUDGET_S))
+    return None, None
 
 
 def _normalize(text: str) -> str:

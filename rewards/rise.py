@@ -4,7 +4,7 @@
   the ground truth, −0.5 when it has a boxed answer that is wrong, −1.0 when it has none.
 - A verification response (data_source "rise_verification", ground truth "1.0", "-0.5" or
   "-1.0": the verifier's score of the solution it grades): 1.0 when its boxed rating equals that
-  score, −0.5 when it differs, −1.0 when it gives no boxed rating.
+  score (as math: `\\frac{-1}{2}` is −0.5), −0.5 when it differs, −1.0 when it gives no boxed rating.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def score(*, response: str, ground_truth: str | None, data_source: str = "defaul
 
 
 def _same_rating(rating: str, expected: str) -> bool:
-    try:
-        return abs(float(rating.strip()) - float(expected)) < 1e-6
-    except ValueError:
-        return False
+    """Whether a boxed rating states the expected score, compared as math like the paper's
+    math_equal (`-\\frac12`, `-1/2` and `-0.50` all rate −0.5), not by float(), which reads a
+    LaTeX rating as no rating at all."""
+    return answers_match(rating, expected)

@@ -159,10 +159,14 @@ def _check_batching(config: TrainConfig) -> list[str]:
     if rollout.n < 1 or rollout.prompts_per_step < 1 or rollout.prompts_per_request < 1:
         problems.append("rollout.n, rollout.prompts_per_step and rollout.prompts_per_request must be ≥ 1")
     batch = rollout.n * rollout.prompts_per_step
+    made_of = "rollout.prompts_per_step × rollout.n"
+    if config.rise.enable:  # the verifications train in the same batch
+        batch += rollout.n * config.rise.critique_batch_size
+        made_of = "(rollout.prompts_per_step + rise.critique_batch_size) × rollout.n"
     if learner.mini_batches >= 1 and batch % learner.mini_batches:
         problems.append(
             f"learner.mini_batches={learner.mini_batches} does not divide the batch of "
-            f"{batch} samples (rollout.prompts_per_step × rollout.n); pick a divisor"
+            f"{batch} samples ({made_of}); pick a divisor"
         )
     return problems
 

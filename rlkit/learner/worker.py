@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, PolicyLossInputs, actor_loss
+from rlkit.algorithms import AlgorithmOptions, PolicyLossInputs, actor_loss
 from rlkit.algorithms import required_inputs
 from rlkit.algorithms.losses import merge_metric
 from rlkit.learner.collate import collate, trim_padding
-from rlkit.learner.inputs import advantages_of_applicable, applicable_rows, denominators_of, loss_seed, reward_components
+from rlkit.learner.failures import trainable_rows
+from rlkit.learner.inputs import denominators_of, fill_advantages, interleave_sources, loss_seed
 from rlkit.learner.metrics_merge import merge_rank_metrics
 from rlkit.learner.logprobs import batch_logprobs
 from rlkit.learner.options import LearnerOptions
@@ -153,7 +154,11 @@ class LearnerWorker:
         options: LearnerOptions,
         algorithm: AlgorithmOptions,
         temperature: float = 1.0,
+        on_failure: str = "exclude",
     ) -> None:
+        """`on_failure` is reward.on_failure: what a row whose reward failed means for the loss
+        (rlkit.learner.failures)."""
+        trainable_rows([], on_failure)  # refuses an unknown mode before any work
         self.rank = rank
         self.world_size = world_size
         self.master_addr = master_addr
@@ -161,6 +166,7 @@ class LearnerWorker:
         self.model_path = str(model_path)
         self.options = options
         self.algorithm = algorithm
+        self.on_failure = on_failure
         # The rollout's sampling temperature: log-probs of logits / T, as sampled (greedy reports T = 1).
         self.temperature = temperature if temperature > 0 else 1.0
         self.engine = None
@@ -312,11 +318,19 @@ class LearnerWorker:
         update the first forward is the old policy, so its values (detached) are used instead.
         An advantage estimator that needs old entropies (EMPG) gets the pass in any case, over
         the whole batch (each rank computes its rows, then they are summed across ranks).
+
+        Rows whose reward did not apply, or failed (as `on_failure` says), leave the group
+        statistics and the loss; a mini-batch left without any row to train makes no update.
+        With several mini-batches, a batch that mixes data sources (RISE's verifications after
+        the solutions) is interleaved first, so no update trains on one kind only.
         """
         start = time.perf_counter()
         engine = self._require_engine()
         needs = required_inputs(self.algorithm)
         self._loss_draws = 0
+        if self.options.mini_batches > 1:
+            scored = interleave_sources(scored, self.algorithm.seed, self.steps_trained)
+        rows = trainable_rows(scored, self.on_failure)
         batch = collate(scored, self.pad_token_id)
         plan = plan_mini_batches(
             batch.attention_mask[:, batch.prompt_width :].sum(dim=1),
@@ -337,23 +351,8 @@ class LearnerWorker:
             if on_policy:
                 old = None
         reference = self._precompute(self.reference, batch, plan)[0] if self.reference is not None else None
-        applicable = applicable_rows(scored)
-        advantage = advantages_of_applicable(
-            self.algorithm.advantage,
-            AdvantageInputs(
-                scores=batch.scores,
-                group_index=batch.group_index,
-                response_mask=batch.response_mask,
-                components=reward_components(scored),
-                old_entropy=old_entropy,
-                step_ids=batch.step_ids,
-            ),
-            self.algorithm.advantage_options,
-            applicable,
-        )
-        batch.advantages = advantage.advantages
-        # A sample its reward does not apply to carries no signal: it leaves the loss and its denominators.
-        batch.response_mask = batch.response_mask * applicable[:, None].to(batch.response_mask.dtype)
+        # A row without a usable reward carries no signal: it leaves the loss and its denominators.
+        advantage = fill_advantages(batch, rows, self.algorithm.advantage, self.algorithm.advantage_options, old_entropy)
 
         updates: list[dict[str, float]] = []
         # Over this rank's rows in the first epoch: Σ mask, Σ mask·H, Σ mask·|ℓ_old − ℓ_rollout|.
@@ -361,9 +360,13 @@ class LearnerWorker:
         olds = (old, old_entropy if "old_entropy" in needs["loss"] else None)
         for epoch in range(self.options.ppo_epochs):
             for mini in plan:
-                updates.append(self._update(engine, batch, mini, olds, reference, token_sums if epoch == 0 else None))
+                trained = mini.rows[rows.kept[mini.rows]]  # the same on every rank: all skip together
+                if len(trained):
+                    updates.append(self._update(engine, batch, mini, trained, olds, reference,
+                                                token_sums if epoch == 0 else None))
         metrics = self._merge_metrics(updates, token_sums)
         metrics.update({f"actor/{name}": value for name, value in advantage.metrics.items()})
+        metrics["actor/excluded_samples"] = float(rows.excluded)
         metrics["actor/lr"] = float(engine.optimizer.param_groups[0]["lr"])
         metrics["timing/train_s"] = time.perf_counter() - start
         self.steps_trained += 1
@@ -405,12 +408,15 @@ class LearnerWorker:
         engine,
         batch: TrainBatch,
         mini: MiniBatch,
+        trained: Tensor,
         olds: tuple[Tensor | None, Tensor | None],
         reference: Tensor | None,
         token_sums: Tensor | None,
     ) -> dict[str, float]:
-        """Forward/backward every micro-batch of one mini-batch, then one optimizer step."""
-        denominators = denominators_of(batch, mini.rows, self.algorithm.loss_scale_factor)
+        """Forward/backward every micro-batch of one mini-batch, then one optimizer step.
+        Denominators are those of `trained`, the mini-batch's rows that are in the loss, so a
+        row left out weighs nothing (seq-mean-token-sum-norm's width included)."""
+        denominators = denominators_of(batch, trained, self.algorithm.loss_scale_factor)
         old, old_entropy = olds
         sums: dict[str, float] = {}
         engine.train()

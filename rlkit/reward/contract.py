@@ -36,6 +36,7 @@ import asyncio
 import inspect
 import math
 import numbers
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -55,6 +56,22 @@ NOT_APPLICABLE = "not_applicable"
 ERROR = "error"
 TIMEOUT = "timeout"
 INVALID = "invalid"
+
+# The per-sample time limit (reward.timeout_s), set by the scoring pool in each of its processes.
+TIME_BUDGET_ENV = "RLKIT_REWARD_TIMEOUT_S"
+
+
+def time_budget_s(default: float) -> float:
+    """The per-sample time limit of the scoring process this runs in, or `default` outside one.
+
+    A reward function with timeouts of its own (math-verify's) sizes them from this, so they fire
+    before the pool kills the process and the sample is scored rather than marked `timeout`. With
+    `reward.fns` the limit covers all functions of a sample together."""
+    try:
+        budget = float(os.environ.get(TIME_BUDGET_ENV, ""))
+    except ValueError:
+        return default
+    return budget if math.isfinite(budget) and budget > 0 else default
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,15 @@ def _send(conn: Connection, message: Any) -> None:
     conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _worker_main(conn: Connection, functions: Sequence[LabeledFn]) -> None:
+def _worker_main(conn: Connection, functions: Sequence[LabeledFn], timeout_s: float | None = None) -> None:
     """Worker process entry point: load the functions, then score requests until told to stop.
 
     The worker leads a process group of its own, so every process a reward function starts
     (and does not move out of the group) can be found and killed: after each call, and with
-    the worker when it is killed."""
+    the worker when it is killed. `timeout_s`, the per-sample limit, is published to the
+    functions (`contract.time_budget_s`) so their own timeouts can fit inside it."""
+    if timeout_s is not None:
+        os.environ[contract.TIME_BUDGET_ENV] = repr(float(timeout_s))
     try:
         os.setpgid(0, 0)
     except OSError:
@@ -183,7 +186,7 @@ class ScoringPool:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=_worker_main,
-            args=(child_conn, self.functions),
+            args=(child_conn, self.functions, self.timeout_s),
             name="rlkit-reward-worker",
             daemon=True,
         )
