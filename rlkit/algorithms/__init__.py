@@ -13,6 +13,12 @@ from rlkit.algorithms.options import AlgorithmOptions
 from rlkit.algorithms import methods  # noqa: F401  (registers every method)
 from rlkit.algorithms.needs import required_inputs
 
+
+def method_names() -> list[str]:
+    """Every registered method: advantage estimators, policy losses and regularisers by name
+    (GRPO is both an estimator and a loss). Tests and sweeps list methods from here."""
+    return sorted(set(ADVANTAGES.names()) | set(POLICY_LOSSES.names()) | set(REGULARIZERS.names()))
+
 __all__ = [
     "ADVANTAGES",
     "AGG_MODES",
@@ -29,5 +35,6 @@ __all__ = [
     "actor_loss",
     "aggregate",
     "compute_advantages",
+    "method_names",
     "required_inputs",
 ]

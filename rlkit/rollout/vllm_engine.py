@@ -16,6 +16,7 @@ vLLM; for T ≠ 1 the model's logits are scaled by 1/T during the pass (vLLM's l
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from collections.abc import Iterable, Iterator
@@ -71,6 +72,7 @@ class VllmEngine:
                 **memory,
             )
         self.vocab_size = self.llm.llm_engine.model_config.get_vocab_size()
+        _say_reload_warnings_once()
 
     def generate(
         self, prompt_ids: list[list[int]], n: int, sampling: SamplingOptions
@@ -182,6 +184,32 @@ class VllmEngine:
         self.llm.llm_engine.engine_core.shutdown()
         del self.llm
         cleanup_dist_env_and_memory()  # lets a later engine in this process start
+
+
+RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+
+
+class OncePerMessage(logging.Filter):
+    """Lets each distinct message through once. vLLM warns "RotaryEmbedding: Failed to load
+    weights" on every weight reload: the rotary cache is computed, never loaded, so the warning
+    says nothing new after the first time and only buries the progress lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+def _say_reload_warnings_once() -> None:
+    target = logging.getLogger(RELOAD_LOGGER)
+    if not any(isinstance(existing, OncePerMessage) for existing in target.filters):
+        target.addFilter(OncePerMessage())
 
 
 def _configure_environment(options: EngineOptions, on_cuda: bool) -> None:

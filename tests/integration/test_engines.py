@@ -228,3 +228,28 @@ def test_unknown_engine_name_lists_the_valid_ones():
 def test_importing_the_interface_does_not_import_vllm():
     code = "import sys, rlkit.rollout.engine; sys.exit('vllm' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.slow
+def test_vllm_reload_warnings_are_said_once_not_every_sync(vllm_engine, reference):
+    """vLLM warns about the rotary cache (computed, never loaded) on every reload; after the first
+    one it is noise between the progress lines."""
+    import logging
+
+    from rlkit.rollout.vllm_engine import RELOAD_LOGGER
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Collect()
+    logger = logging.getLogger(RELOAD_LOGGER)
+    logger.addHandler(handler)
+    try:
+        for _ in range(3):
+            vllm_engine.load_weights(reference.state_dict().items())
+    finally:
+        logger.removeHandler(handler)
+    assert len(seen) == len(set(seen)), f"a reload warning was repeated: {seen}"

@@ -348,6 +348,12 @@ METHOD_METRICS = {
 
 
 @pytest.mark.slow
+def test_every_registered_method_has_a_rank_case() -> None:
+    from rlkit.algorithms import method_names
+
+    assert set(method_names()) - {"grpo"} <= set(METHOD_CASES), "add the new method to METHOD_CASES"
+
+
 @pytest.mark.parametrize("method", list(METHOD_CASES))
 def test_every_method_trains_on_deepspeed_ranks_like_the_reference(method: str, ray_cluster) -> None:
     from rlkit.learner.group import LearnerGroup

@@ -26,7 +26,7 @@ from rewards.gra import (
     score_dra,
     score_gra,
 )
-from rlkit.algorithms.testing import match_outputs
+from vector_harness import match_outputs
 from rlkit.reward.contract import ERROR, NOT_APPLICABLE, OK, RewardRequest, accepted_keywords, call_and_judge
 from rlkit.reward.loader import RewardFnSpec, check_reward_fn
 from rlkit.tasks.multistep import last_answer, parse_number

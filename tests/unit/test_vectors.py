@@ -1,5 +1,5 @@
 """Every worked vector of ../shared/vectors (copied to tests/vectors) through the public harness
-`rlkit.algorithms.testing.evaluate_vector`: every output key, at the tolerance the vectors'
+`tests/vector_harness.py`'s `evaluate_vector`: every output key, at the tolerance the vectors'
 README gives."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rlkit.algorithms.testing import VECTOR_ADAPTERS, evaluate_vector, match_outputs
+from vector_harness import VECTOR_ADAPTERS, evaluate_vector, match_outputs
 
 VECTOR_DIR = Path(__file__).parents[1] / "vectors"
 THIS_ISSUE = ("grpo", "grpo_lambda", "bnpo", "clip_cov_kl_cov", "steer", "empg", "llds", "gra", "thoth_score")
