@@ -16,7 +16,8 @@ Ground truth is a JSON list of steps, each `{"action": str, "objects": [str], "p
 (rlkit.tasks.protocols writes it). The four switches keep the names of the official run.sh
 environment variables, lower-cased, and are read per sample from `extra` (dataset columns
 `grpo_order_mode`, `grpo_combine_mode`, `grpo_content_denom`, `grpo_final_combine`); a missing
-column falls back to the official default in `DEFAULT_OPTIONS`. Pure Python, no heavy imports.
+column falls back to the official default in `DEFAULT_OPTIONS`. So is rlkit's own `strict_format`
+(the format gate's reading, see `parse_response`). Pure Python, no heavy imports.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class KeyStep:
 class ParsedResponse:
     """What the text checks found in a response."""
 
-    format_ok: bool  # all four blocks in order and every <key> line well formed
+    format_ok: bool  # the four blocks in order (strict: each once, nothing outside) and every <key> line well formed
     key_steps: tuple[KeyStep, ...]  # the <key> lines that did parse (all of them when format_ok)
     n_orc_steps: int  # natural-language steps in <orc>; 0 when the block is missing
     problem: str | None = None  # why format_ok is False, for debugging
@@ -65,8 +66,11 @@ class ScoreOptions:
     grpo_combine_mode: str = "sum"  # per pair: m·(obj + 0.5·para) | m·obj·para
     grpo_content_denom: str = "matched"  # Σ step / #pairs | / max(#pred, #gt)
     grpo_final_combine: str = "product"  # gates·scale·semantics | gates·(scale + semantics)
+    strict_format: bool = False  # the format gate: blocks present in order (spec) | each once, nothing outside
 
     def __post_init__(self) -> None:
+        if not isinstance(self.strict_format, bool):
+            raise ValueError(f"strict_format={self.strict_format!r} must be true or false")
         allowed = {
             "grpo_order_mode": ORDER_MODES,
             "grpo_combine_mode": COMBINE_MODES,
@@ -81,8 +85,22 @@ class ScoreOptions:
     def from_extra(cls, extra: Mapping[str, Any] | None, base: ScoreOptions | None = None) -> ScoreOptions:
         """`base` (default: DEFAULT_OPTIONS) with any switch that `extra` names overridden."""
         base = base or DEFAULT_OPTIONS
-        given = {f.name: str(extra[f.name]) for f in fields(cls) if extra and extra.get(f.name) is not None}
+        given: dict[str, Any] = {}
+        for f in fields(cls):
+            value = extra.get(f.name) if extra else None
+            if value is not None:
+                given[f.name] = _flag(f.name, value) if isinstance(getattr(base, f.name), bool) else str(value)
         return replace(base, **given)
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no setting from a dataset column or recipe value: a bool, 0/1 or true/false."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+    if str(value).strip().lower() in words:
+        return words[str(value).strip().lower()]
+    raise ValueError(f"{name}={value!r} must be true or false")
 
 
 DEFAULT_OPTIONS = ScoreOptions()
@@ -105,8 +123,20 @@ class FormatError(ValueError):
     """A `<key>` line or a ground-truth step that is not a well-formed step."""
 
 
-def parse_response(text: str) -> ParsedResponse:
-    """The four Sketch-and-Fill blocks of `text` and the steps in `<key>` and `<orc>`."""
+def parse_response(text: str, strict: bool = False) -> ParsedResponse:
+    """The four Sketch-and-Fill blocks of `text` and the steps in `<key>` and `<orc>`.
+
+    The spec's format gate (§10.2) asks for the four blocks present, in order: the first
+    `<think>…</think>`, then the first `<key>…</key>` after it, and so on; text before, between
+    and after them is allowed (a short preamble, a closing remark). `strict` is rlkit's earlier,
+    stricter reading: each block exactly once and nothing but whitespace outside them."""
+    if not strict:
+        blocks, problem = blocks_in_order(text)
+        if blocks is None:
+            key_steps, _ = parse_key_block(first_tagged(text, "key") or "")
+            return ParsedResponse(False, key_steps, 0, problem)
+        key_steps, problem = parse_key_block(blocks["key"])
+        return ParsedResponse(problem is None, key_steps, count_orc_steps(blocks["orc"]), problem)
     for tag in _BLOCKS:
         if text.count(f"<{tag}>") != 1 or text.count(f"</{tag}>") != 1:
             key_steps, _ = parse_key_block(first_tagged(text, "key") or "")
@@ -117,6 +147,29 @@ def parse_response(text: str) -> ParsedResponse:
         return ParsedResponse(False, key_steps, 0, "blocks out of order, or text outside them")
     key_steps, problem = parse_key_block(layout["key"])
     return ParsedResponse(problem is None, key_steps, count_orc_steps(layout["orc"]), problem)
+
+
+def blocks_in_order(text: str) -> tuple[dict[str, str] | None, str | None]:
+    """The contents of the four blocks, each the first one that opens after the previous one
+    closed, or (None, the first block that is missing there). Taking the earliest block each
+    time finds an in-order layout whenever there is one, in one pass over the text."""
+    blocks, position = {}, 0
+    for tag in _BLOCKS:
+        opening, closing = f"<{tag}>", f"</{tag}>"
+        start = text.find(opening, position)
+        end = text.find(closing, start + len(opening)) if start >= 0 else -1
+        if end < 0:
+            after = f" after </{_BLOCKS[_BLOCKS.index(tag) - 1]}>" if blocks else ""
+            return None, f"no {opening}…{closing}{after}: the blocks must be present in the order {', '.join(_BLOCKS)}"
+        blocks[tag] = text[start + len(opening) : end]
+        position = end + len(closing)
+    return blocks, None
+
+
+def opens_think(prompt: str) -> bool:
+    """Whether the prompt's chat template already opened the `<think>` block (reasoning
+    templates end the generation prompt with it), so the response starts inside it."""
+    return prompt.rstrip().endswith("<think>")
 
 
 def parse_key_block(block: str) -> tuple[tuple[KeyStep, ...], str | None]:
@@ -348,21 +401,26 @@ def semantic_score(per_pair: Sequence[PairScore], n_pred: int, n_gt: int, denom:
 # ---------------------------------------------------------------- (c) reward functions
 
 
-def score(*, response: str, ground_truth: str | None, extra: Mapping[str, Any] | None = None, **_: Any) -> dict[str, float] | None:
+def score(
+    *, response: str, ground_truth: str | None, extra: Mapping[str, Any] | None = None, prompt: str = "", **_: Any
+) -> dict[str, float] | None:
     """SCORE with the switches from `extra` (else the official defaults); None without ground truth."""
-    return _reward(response, ground_truth, ScoreOptions.from_extra(extra, DEFAULT_OPTIONS))
+    return _reward(prompt, response, ground_truth, ScoreOptions.from_extra(extra, DEFAULT_OPTIONS))
 
 
-def score_lcs(*, response: str, ground_truth: str | None, extra: Mapping[str, Any] | None = None, **_: Any) -> dict[str, float] | None:
+def score_lcs(
+    *, response: str, ground_truth: str | None, extra: Mapping[str, Any] | None = None, prompt: str = "", **_: Any
+) -> dict[str, float] | None:
     """SCORE with LCS action order: the dense variant (§10.4); `extra` may still override switches."""
-    return _reward(response, ground_truth, ScoreOptions.from_extra(extra, LCS_OPTIONS))
+    return _reward(prompt, response, ground_truth, ScoreOptions.from_extra(extra, LCS_OPTIONS))
 
 
-def _reward(response: str, ground_truth: str | None, options: ScoreOptions) -> dict[str, float] | None:
+def _reward(prompt: str, response: str, ground_truth: str | None, options: ScoreOptions) -> dict[str, float] | None:
     if ground_truth is None:
         return None
     gt = parse_ground_truth(ground_truth)
-    parsed = parse_response(response)
+    text = "<think>" + response if opens_think(prompt) else response  # the block the template opened
+    parsed = parse_response(text, strict=options.strict_format)
     c = score_components(parsed.key_steps, gt, parsed.n_orc_steps, parsed.format_ok, options)
     return {
         "score": c.score,

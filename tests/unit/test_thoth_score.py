@@ -30,7 +30,7 @@ from rewards.thoth_score import (
     score_lcs,
     step_scale,
 )
-from rlkit.algorithms.testing import match_outputs
+from vector_harness import match_outputs
 from rlkit.reward.contract import ERROR, NOT_APPLICABLE, OK, RewardRequest, accepted_keywords, call_and_judge
 from rlkit.reward.loader import RewardFnSpec, check_reward_fn
 from rlkit.tasks import protocols
@@ -135,11 +135,12 @@ def test_a_correct_well_formed_answer_gets_the_top_score() -> None:
 
 
 GOOD = answer(GT)
-MALFORMED = {
+MALFORMED = {  # fail either reading of the format gate
     "no note block": GOOD.replace("<note>Hot agarose burns.</note>", ""),
     "blocks out of order": GOOD.replace("<think>Plan the gel.</think>\n", "") + "<think>late</think>",
-    "text after the blocks": GOOD + " Done!",
-    "duplicate key block": GOOD + "<key>x</key>",
+    "orc before key": GOOD.replace("<key>", "<tmp>").replace("</key>", "</tmp>").replace("<orc>", "<key>")
+                          .replace("</orc>", "</key>").replace("<tmp>", "<orc>").replace("</tmp>", "</orc>"),
+    "unclosed think": GOOD.replace("</think>", ""),
     "key line not JSON": GOOD.replace('"action": "heat"', "action: heat"),
     "key step without parameters": GOOD.replace(', "parameters": ["2 min"]', ""),
     "key line without Step prefix": GOOD.replace("Step 2: ", "2) ", 1),
@@ -147,15 +148,55 @@ MALFORMED = {
     "empty action": GOOD.replace('"action": "pour"', '"action": " "'),
     "JSON nested 100k deep": GOOD.replace('Step 2: {', "Step 2: " + "[" * 100_000 + "{", 1),
 }
+STRICT_ONLY = {  # the spec's gate (blocks present, in order) passes these; strict_format fails them
+    "text after the blocks": GOOD + " Done!",
+    "duplicate key block": GOOD + "<key>x</key>",
+    "a preamble": "Sure, here is the protocol.\n" + GOOD,
+    "text between blocks": GOOD.replace("</key>\n", "</key>\nNow the steps in words:\n"),
+    "a tag inside think": GOOD.replace("Plan the gel.", "Plan the gel, then write <key>."),
+}
+STRICT = {"strict_format": True}
 
 
 @pytest.mark.parametrize("response", MALFORMED.values(), ids=MALFORMED.keys())
-def test_malformed_answers_fail_the_format_gate(response: str) -> None:
-    assert parse_response(GOOD).format_ok
-    parsed = parse_response(response)
+@pytest.mark.parametrize("strict", [False, True])
+def test_malformed_answers_fail_the_format_gate(response: str, strict: bool) -> None:
+    assert parse_response(GOOD, strict=strict).format_ok
+    parsed = parse_response(response, strict=strict)
     assert not parsed.format_ok and parsed.problem
-    result = score(response=response, ground_truth=json.dumps([step_json(s) for s in GT]))
+    result = score(response=response, ground_truth=json.dumps([step_json(s) for s in GT]), extra={"strict_format": strict})
     assert result is not None and result["format"] == 0.0 and result["score"] == 0.0
+
+
+@pytest.mark.parametrize("response", STRICT_ONLY.values(), ids=STRICT_ONLY.keys())
+def test_text_outside_the_blocks_passes_the_spec_gate_and_fails_the_strict_one(response: str) -> None:
+    parsed = parse_response(response)
+    assert parsed.format_ok and parsed.key_steps == GT and parsed.n_orc_steps == 4
+    assert score(response=response, ground_truth=gt_json(GT)) == score(response=GOOD, ground_truth=gt_json(GT))
+    assert not parse_response(response, strict=True).format_ok
+    for flag in (True, "true", 1):
+        strict = score(response=response, ground_truth=gt_json(GT), extra={"strict_format": flag})
+        assert strict is not None and strict["format"] == 0.0 and strict["score"] == 0.0
+
+
+def test_a_think_block_opened_by_the_chat_template_counts() -> None:
+    """Reasoning chat templates end the prompt with <think>: the response starts inside it."""
+    response = GOOD.removeprefix("<think>")
+    prompt = "<|im_start|>user\nWrite the protocol.<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    for extra in ({}, STRICT):
+        result = score(prompt=prompt, response=response, ground_truth=gt_json(GT), extra=extra)
+        assert result is not None and result["format"] == 1.0 and result["score"] == pytest.approx(1.5)
+        alone = score(prompt="Write the protocol.", response=response, ground_truth=gt_json(GT), extra=extra)
+        assert alone is not None and alone["format"] == 0.0
+    # A prompt that only describes the layout does not open the block.
+    described = score(prompt="Answer as <think>…</think> <key>…</key> …", response=GOOD, ground_truth=gt_json(GT))
+    assert described is not None and described["format"] == 1.0
+
+
+def test_strict_format_must_be_a_yes_or_no() -> None:
+    with pytest.raises(ValueError, match="strict_format='sometimes' must be true or false"):
+        score(response=GOOD, ground_truth=gt_json(GT), extra={"strict_format": "sometimes"})
+    assert ScoreOptions.from_extra({"strict_format": "False"}).strict_format is False
 
 
 def test_a_step_count_mismatch_between_key_and_orc_fails_consistency() -> None:
