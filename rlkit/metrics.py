@@ -19,8 +19,9 @@ def batch_metrics(batch: list[ScoredSample]) -> dict[str, float]:
     """Reward, reward-failure, length and group statistics of one training batch."""
     if not batch:
         return {}
-    # Samples a reward does not apply to are counted, not averaged in (the learner skips them too).
-    applicable = [item for item in batch if item.reward.status != RewardStatus.NOT_APPLICABLE]
+    # Only scores that were computed are averaged: a sample a reward does not apply to, or whose
+    # scoring failed, is counted by status, never averaged in as a silent 0.
+    applicable = [item for item in batch if item.reward.status == RewardStatus.OK]
     scores = [item.reward.score for item in applicable]
     lengths = [item.sample.response_length for item in batch]
     statuses = Counter(item.reward.status for item in batch)

@@ -129,9 +129,12 @@ def _render(tokenizer: Any, config: RiseConfig, question: str, response: str) ->
 
 
 def verification_metrics(scored: Sequence[ScoredSample]) -> dict[str, float]:
-    """Accuracy of the verification responses and their share of the batch."""
+    """Accuracy of the verification responses whose rating was scored, their share of the batch,
+    and how many could not be scored (counted, not taken as wrong)."""
     verifications = [item for item in scored if item.sample.prompt.data_source == VERIFICATION_SOURCE]
-    metrics = {"rise/verification_frac": len(verifications) / max(1, len(scored))}
-    if verifications:
-        metrics["rise/verification_accuracy"] = sum(item.reward.score == 1.0 for item in verifications) / len(verifications)
+    rated = [item for item in verifications if item.reward.status == RewardStatus.OK]
+    metrics = {"rise/verification_frac": len(verifications) / max(1, len(scored)),
+               "rise/verification_failed": float(len(verifications) - len(rated))}
+    if rated:
+        metrics["rise/verification_accuracy"] = sum(item.reward.score == CORRECT for item in rated) / len(rated)
     return metrics

@@ -1,5 +1,5 @@
-"""Batch reward statistics: failures are counted, samples a reward does not apply to are left out
-of the averages (the learner skips them too)."""
+"""Batch reward statistics: failures and samples a reward does not apply to are counted by status
+and left out of the averages (the learner leaves them out of the loss too)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ def item(group: str, score: float, status: RewardStatus = RewardStatus.OK, compo
     return ScoredSample(sample, Reward(score, status, components or {}))
 
 
-def test_not_applicable_samples_are_counted_but_not_averaged() -> None:
+def test_failed_and_not_applicable_samples_are_counted_but_not_averaged() -> None:
     metrics = batch_metrics([
         item("a", 1.0, components={"correct": 1.0}), item("a", 0.0, components={"correct": 0.0}),
         item("b", 0.0, RewardStatus.NOT_APPLICABLE), item("b", 0.0, RewardStatus.ERROR),
     ])
-    assert metrics["reward/mean"] == pytest.approx(1 / 3)  # the error's 0 counts, the N/A does not
+    assert metrics["reward/mean"] == pytest.approx(1 / 2)  # neither the error's 0 nor the N/A counts
+    assert metrics["reward/min"] == 0.0 and metrics["reward/max"] == 1.0
     assert metrics["reward/status/not_applicable"] == 1 and metrics["reward/failed_count"] == 1
-    assert metrics["reward/zero_std_group_frac"] == 0.5  # group b holds only the failed sample
+    assert metrics["reward/zero_std_group_frac"] == 0.0  # group b has no computed score: not a group here
     assert metrics["reward/correct/mean"] == 0.5 and metrics["rollout/samples"] == 4
 
 

@@ -78,8 +78,10 @@ def test_verification_metrics() -> None:
         Reward(1.0, RewardStatus.OK),
     )
     wrong = ScoredSample(verification.sample, Reward(-0.5, RewardStatus.OK))
-    metrics = rise.verification_metrics([scored("g", 0, 1.0), scored("g", 1, -1.0), verification, wrong])
-    assert metrics == {"rise/verification_frac": 0.5, "rise/verification_accuracy": 0.5}
+    crashed = ScoredSample(verification.sample, Reward(0.0, RewardStatus.ERROR, error="boom"))
+    metrics = rise.verification_metrics([scored("g", 0, 1.0), scored("g", 1, -1.0), verification, wrong, crashed])
+    # The crashed rating is counted, not taken as a wrong one.
+    assert metrics == {"rise/verification_frac": 0.6, "rise/verification_accuracy": 0.5, "rise/verification_failed": 1.0}
 
 
 def test_failed_solutions_are_not_verified_and_foreign_scores_are_refused() -> None:
