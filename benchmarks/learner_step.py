@@ -10,12 +10,15 @@ random token ids and 0/1 rewards (the cost of a step depends on shapes, not on t
 `--set` changes learner options, e.g. `learner.zero_stage=2 learner.micro_batch_size=8
 learner.attn_implementation=sdpa`. The first step (allocations, first touches) is left out.
 `--profile` profiles one more step with torch.profiler and reports the matmul share and the
-top operators. `--quick`: 2 timed steps. Headline: mean seconds per step.
+top operators. `--quick`: 2 timed steps on recipes/tiny_cpu.yaml's model and learner settings
+(one rank), unless --recipe names another. Headline: mean seconds per step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
 import sys
@@ -29,16 +32,18 @@ REPO = Path(__file__).resolve().parents[1]
 GROUPS, GROUP_SIZE, PROMPT_TOKENS, RESPONSE_TOKENS = 4, 8, 60, (16, 32)
 
 
-def scored_batch(seed: int) -> list[Any]:
+def scored_batch(seed: int, vocab_size: int) -> list[Any]:
+    """Random token ids in [1000, 20000), or in the upper half of a smaller vocabulary."""
     from rlkit.types import FinishReason, Prompt, Reward, RewardStatus, Sample, ScoredSample
 
     rng = random.Random(seed)
+    low, high = min(1000, vocab_size // 2), min(20000, vocab_size)
     items = []
     for group in range(GROUPS):
-        prompt = Prompt(uid=f"p{group}", text="", prompt_ids=[rng.randrange(1000, 20000) for _ in range(PROMPT_TOKENS)],
+        prompt = Prompt(uid=f"p{group}", text="", prompt_ids=[rng.randrange(low, high) for _ in range(PROMPT_TOKENS)],
                         ground_truth=None)
         for index in range(GROUP_SIZE):
-            response = [rng.randrange(1000, 20000) for _ in range(rng.randint(*RESPONSE_TOKENS))]
+            response = [rng.randrange(low, high) for _ in range(rng.randint(*RESPONSE_TOKENS))]
             sample = Sample(
                 group_uid=f"s{seed}-g{group}", index_in_group=index, group_size=GROUP_SIZE, prompt=prompt,
                 response_ids=response, response_mask=[1] * len(response), rollout_logprobs=[-1.0] * len(response),
@@ -63,14 +68,16 @@ def profile_step(worker: Any, batch: list[Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 timed steps")
+    parser.add_argument("--quick", action="store_true", help="2 timed steps of the tiny recipe's learner")
     parser.add_argument("--steps", type=int, default=4, help="timed steps (after one warm-up step)")
-    parser.add_argument("--recipe", default="recipes/smollm2_math_grpo.yaml")
+    parser.add_argument("--recipe", default=None, help="default: recipes/smollm2_math_grpo.yaml (--quick: tiny_cpu.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="learner.KEY=VALUE")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the async benchmark's learner has 1)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learner_step.json"))
     args = parser.parse_args()
+    args.out = str(Path(args.out).resolve())
+    os.chdir(REPO)  # recipes name their data relative to the working directory
     sys.path.insert(0, str(REPO))
     from dataclasses import replace
 
@@ -80,19 +87,22 @@ def main() -> None:
     from rlkit.learner.worker import LearnerWorker
     from rlkit.models import resolve_model
 
-    config = resolve_config(load_config(args.recipe, args.set), cluster_has_gpus=False)  # the values a run uses
+    recipe = args.recipe or f"recipes/{'tiny_cpu' if args.quick else 'smollm2_math_grpo'}.yaml"
+    config = resolve_config(load_config(recipe, args.set), cluster_has_gpus=False)  # the values a run uses
     options = replace(config.learner, num_ranks=1, num_threads=args.threads, cpu_cores=[])
-    worker = LearnerWorker(0, 1, "127.0.0.1", free_port(), str(resolve_model(config.model.path)), options,
+    model = resolve_model(config.model.path)
+    vocab_size = json.loads((model / "config.json").read_text())["vocab_size"]
+    worker = LearnerWorker(0, 1, "127.0.0.1", free_port(), str(model), options,
                            config.algorithm, config.rollout.sampling.temperature)
     worker.setup()
-    worker.train_step(scored_batch(0))
+    worker.train_step(scored_batch(0, vocab_size))
     steps = 2 if args.quick else args.steps
     seconds = []
     for step in range(steps):
         started = time.perf_counter()
-        worker.train_step(scored_batch(step + 1))
+        worker.train_step(scored_batch(step + 1, vocab_size))
         seconds.append(time.perf_counter() - started)
-    profiled = profile_step(worker, scored_batch(steps + 1)) if args.profile else None
+    profiled = profile_step(worker, scored_batch(steps + 1, vocab_size)) if args.profile else None
     settings = {name: getattr(options, name) for name in
                 ("zero_stage", "micro_batch_size", "attn_implementation", "dtype", "logprob_chunk_size", "num_threads")}
     print(f"learner settings: {settings}")
@@ -107,9 +117,9 @@ def main() -> None:
                     [f"{row['op'][:40]:<40} {row['self_s']:>7.2f} {row['calls']:>6}" for row in profiled["top"]])
     write_results(
         args.out,
-        headline={"metric": f"seconds per learner step ({args.recipe} {' '.join(args.set)}, {args.threads} thread(s))",
+        headline={"metric": f"seconds per learner step ({recipe} {' '.join(args.set)}, {args.threads} thread(s))",
                   "value": statistics.fmean(seconds), "goal": "as low as the matmuls allow"},
-        recipe=args.recipe, overrides=args.set, settings=settings,
+        recipe=recipe, overrides=args.set, settings=settings,
         batch={"groups": GROUPS, "group_size": GROUP_SIZE, "prompt_tokens": PROMPT_TOKENS, "response_tokens": RESPONSE_TOKENS},
         seconds=seconds, profile=profiled,
     )

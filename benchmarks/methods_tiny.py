@@ -1,12 +1,13 @@
 """Every method's recipe block on the tiny recipe, with a dense toy reward: does it train, and
 how fast.
 
-    python benchmarks/methods_tiny.py [--steps 20] [--methods grpo,steer] [--out benchmarks/results/methods_tiny.json]
+    python benchmarks/methods_tiny.py [--quick] [--steps 20] [--methods grpo,steer] [--out benchmarks/results/methods_tiny.json]
 
 Each method runs the tiny recipe (random 0.3M-parameter model, hf engine, 2 DeepSpeed ranks)
 with its block from recipes/math_<method>.yaml and the reward rewards/char_fraction.py (share of
 "7" characters), 8 samples per prompt, lr 3e-3. Prints a table (reward over the first and last
-three steps, final entropy, NaN count, seconds per step) and writes JSON.
+three steps, final entropy, NaN count, seconds per step) and writes JSON. `--quick`: 2 steps of
+GRPO and KL-Cov (one update per batch, and two), unless --methods names others.
 """
 
 from __future__ import annotations
@@ -59,19 +60,22 @@ def run_one(method: str, steps: int, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 steps of grpo and kl_cov")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--methods", default=None, help="comma-separated; default: every method with a recipe")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "methods_tiny.json"))
     args = parser.parse_args()
+    args.out = str(Path(args.out).resolve())  # before the chdir below
     os.chdir(REPO)
     from rlkit.config.methods import method_names
     from rlkit.runtime import ray_session
 
-    methods = args.methods.split(",") if args.methods else method_names()
+    steps = 2 if args.quick else args.steps
+    methods = args.methods.split(",") if args.methods else ["grpo", "kl_cov"] if args.quick else method_names()
     results = []
     with tempfile.TemporaryDirectory() as workdir, ray_session(None, None):
         for method in methods:
-            results.append(run_one(method, args.steps, Path(workdir)))
+            results.append(run_one(method, steps, Path(workdir)))
     print_table(
         f"{'method':<12} {'steps':>5} {'reward first3':>13} {'reward last3':>12} {'entropy':>8} {'NaN':>4} {'step s':>7}",
         [
@@ -80,7 +84,7 @@ def main() -> None:
             for r in results
         ],
     )
-    write_results(args.out, steps=args.steps, results=results)
+    write_results(args.out, steps=steps, results=results)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ The same three-stage flow runs through each system:
 a `ray.util.queue.Queue` to the reward actor and a second one to the learner, with no readiness
 or group logic. Each runs N = 2,048 and 16,384 samples unpaced (samples/s) and paced at 640
 samples/s (latency from the producer's put to the learner holding the values, p50/p95), and
-records the peak memory of the Ray object store and of the store actor. `--quick` runs N = 2,048
-only. The headline is the store's unpaced throughput over plain Ray's at the largest N (goal:
+records the peak memory of the Ray object store and of the store actor. `--quick` runs N = 512
+only (seconds). The headline is the store's unpaced throughput over plain Ray's at the largest N (goal:
 within 1.3×, i.e. a ratio ≥ 0.77).
 """
 
@@ -220,7 +220,7 @@ def summary(system: str, n: int, rate: float | None, seconds: float, latencies: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 2,048 only (≤ 5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="N = 512 only (seconds)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "store.json"))
     args = parser.parse_args()
     import sys
@@ -228,7 +228,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from rlkit.runtime import ray_session
 
-    sizes = [2048] if args.quick else [2048, 16384]
+    sizes = [512] if args.quick else [2048, 16384]
     results = []
     with ray_session(None, None):
         for n in sizes:

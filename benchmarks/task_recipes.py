@@ -1,14 +1,15 @@
 """One short run per task recipe (environments, shaped and component rewards, RISE): reward and
 its components over the steps, held-out reward before and after, environment health.
 
-    python benchmarks/task_recipes.py [--steps 12] [--eval-prompts 24] [--recipes multistep_gra,rise_math]
+    python benchmarks/task_recipes.py [--quick] [--steps 12] [--eval-prompts 24] [--recipes multistep_gra,rise_math]
                                       [--runs-dir runs/task_recipes] [--reuse] [--out benchmarks/results/task_recipes.json]
 
 Each recipe runs as `python -m rlkit.train recipes/<name>.yaml run.steps=N eval.num_prompts=M
 run.output_dir=<runs-dir>/<name>` in its own process (SmolLM2-135M-Instruct, vLLM CPU engine,
 one DeepSpeed rank, as the recipes set). `--reuse` summarises runs already in the runs folder
 instead of training again. Prints, per recipe, the reward components averaged over the first and
-the last third of the steps, and writes every step's values to the JSON file.
+the last third of the steps, and writes every step's values to the JSON file. `--quick`: 2 steps
+and 4 held-out prompts of calculator_math only (unless --recipes names others).
 """
 
 from __future__ import annotations
@@ -76,19 +77,24 @@ def _with_turns_per_sample(row: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 steps and 4 held-out prompts of calculator_math")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--eval-prompts", type=int, default=24)
-    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names")
+    parser.add_argument("--recipes", default=None, help="comma-separated recipe names (default: all)")
     parser.add_argument("--runs-dir", default=str(REPO / "runs" / "task_recipes"))
     parser.add_argument("--reuse", action="store_true", help="summarise existing runs, do not train")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "task_recipes.json"))
     args = parser.parse_args()
+    args.out = str(Path(args.out).resolve())  # before the chdir below
+    steps, eval_prompts = (2, 4) if args.quick else (args.steps, args.eval_prompts)
+    recipes = args.recipes.split(",") if args.recipes else ["calculator_math"] if args.quick else list(RECIPES)
+    runs_dir = Path(args.runs_dir).resolve()  # given from where the command ran; the runs go from the repository
     os.chdir(REPO)
     sys.path.insert(0, str(REPO))
     results = []
-    for recipe in args.recipes.split(","):
-        run_dir = Path(args.runs_dir) / recipe
-        seconds = None if args.reuse else train(recipe, args.steps, args.eval_prompts, run_dir)
+    for recipe in recipes:
+        run_dir = runs_dir / recipe
+        seconds = None if args.reuse else train(recipe, steps, eval_prompts, run_dir)
         results.append({**summarise(recipe, run_dir), "wall_s": seconds})
     for result in results:
         before, after = result["eval_before"].get("eval/accuracy"), result["eval_after"].get("eval/accuracy")
@@ -100,7 +106,7 @@ def main() -> None:
             [f"{key:<34} {_fmt(value):>12} {_fmt(result['last_third'][key]):>12}"
              for key, value in result["first_third"].items()],
         )
-    write_results(args.out, steps=args.steps, eval_prompts=args.eval_prompts, results=results)
+    write_results(args.out, steps=steps, eval_prompts=eval_prompts, results=results)
 
 
 def _fmt(value: float | None) -> str:

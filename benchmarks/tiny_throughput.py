@@ -1,10 +1,10 @@
 """Samples/s of the tiny recipe end to end, once per engine.
 
-    python benchmarks/tiny_throughput.py [--steps 6] [--out benchmarks/results/tiny_throughput.json]
+    python benchmarks/tiny_throughput.py [--quick] [--steps 6] [--out benchmarks/results/tiny_throughput.json]
 
 Runs the full system (Ray actors for rollout, reward and 2 DeepSpeed ranks, weight sync every
 step) and reports steady-state figures: the first step (engine warm-up, JIT builds) is excluded.
-Prints a table and writes JSON.
+`--quick`: 2 steps per engine (one measured). Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -46,10 +46,13 @@ def run_one(engine: str, steps: int, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 steps per engine, the second measured")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--engines", default="hf,vllm")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tiny_throughput.json"))
     args = parser.parse_args()
+    args.out = str(Path(args.out).resolve())  # before the chdir below
+    steps = 2 if args.quick else args.steps
     os.chdir(REPO)
     import ray
 
@@ -58,7 +61,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as workdir, ray_session(None, None):
         for engine in args.engines.split(","):
-            results.append(run_one(engine, args.steps, Path(workdir)))
+            results.append(run_one(engine, steps, Path(workdir)))
         assert ray.is_initialized()
     print_table(
         f"{'engine':<7} {'samples/s':>10} {'step s':>8} {'train s':>8} {'sync s':>7} {'gen tok/s':>10}",
@@ -68,7 +71,7 @@ def main() -> None:
             for r in results
         ],
     )
-    write_results(args.out, steps=args.steps, results=results)
+    write_results(args.out, steps=steps, results=results)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ kernels (fused AdamW, eager attention: what rlkit's recipe sets).
   below this project's vLLM), `use_cpu=True`, both cores.
 
 TRL is installed for the benchmark only, without dependencies (every one it needs is already in
-the project's environment at a version it accepts), into `.cache/bench-trl` (see
-requirements/bench-trl.txt). Samples/s is steady state: steps 3..S over their wall time, for
-both. `--quick` runs 5 steps and rlkit async only. Headline: rlkit's best over TRL (goal ≥ 2).
+the project's environment at a version it accepts), into `bench-trl` under rlkit's cache
+($RLKIT_CACHE, else ~/.cache/rlkit; see requirements/bench-trl.txt), outside the checkout.
+Samples/s is steady state: steps 3..S over their wall time, for both. `--quick`: 3 steps of the
+tiny test model on both sides (the default recipe with `model.path=tiny`), rlkit async only; it
+checks the script, not the speeds. Headline: rlkit's best over TRL (goal ≥ 2).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from training_runs import PLACEMENT, TRAINING_ONLY, steady_throughput, train_rec
 
 REPO = Path(__file__).resolve().parents[1]
 TRL_VERSION = "1.16.0"
-TRL_DIR = REPO / ".cache" / "bench-trl"
 PROMPTS, GROUP, NEW_TOKENS, LR, TEMPERATURE = 4, 8, 32, 2e-5, 0.7
 
 TRL_PROGRAM = r'''
@@ -48,12 +49,12 @@ from trl import GRPOConfig, GRPOTrainer
 from rewards.math_answer import score
 from rlkit.models import resolve_model
 
-steps, prompts, group, new_tokens, lr, temperature, out = (int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
-    int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]), sys.argv[8])
+steps, prompts, group, new_tokens, lr, temperature, out, model_name = (int(sys.argv[2]), int(sys.argv[3]),
+    int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]), sys.argv[8], sys.argv[9])
 torch.set_num_threads(2)
 rows = [json.loads(line) for line in open(sys.argv[1] + "/data/arithmetic/train.jsonl")][: steps * prompts]
 data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}], "answer": r["answer"]} for r in rows])
-model = str(resolve_model("smollm2-135m-instruct"))
+model = str(resolve_model(model_name))
 
 def math_reward(completions, answer, **kwargs):
     texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
@@ -83,13 +84,17 @@ json.dump({"step_ends": [t - started for t in ends], "rewards": rewards}, open(o
 
 def ensure_trl() -> Path:
     """TRL in a folder of its own, no dependencies pulled (it must not change the project's pins)."""
-    if not (TRL_DIR / "trl" / "__init__.py").is_file():
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(TRL_DIR),
+    sys.path.insert(0, str(REPO))
+    from rlkit.models import cache_root
+
+    trl_dir = cache_root() / "bench-trl"
+    if not (trl_dir / "trl" / "__init__.py").is_file():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(trl_dir),
                         f"trl=={TRL_VERSION}"], check=True)
-    return TRL_DIR
+    return trl_dir
 
 
-def run_trl(steps: int, out_dir: Path) -> dict[str, Any]:
+def run_trl(steps: int, out_dir: Path, model: str) -> dict[str, Any]:
     trl_dir = ensure_trl()
     out = out_dir / "trl"
     shutil.rmtree(out, ignore_errors=True)
@@ -97,7 +102,7 @@ def run_trl(steps: int, out_dir: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(trl_dir), str(REPO)]), "WANDB_DISABLED": "true",
            "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", TRL_PROGRAM, str(REPO), str(steps), str(PROMPTS), str(GROUP), str(NEW_TOKENS),
-               str(LR), str(TEMPERATURE), str(out)]
+               str(LR), str(TEMPERATURE), str(out), model]
     with open(out_dir / "trl.log", "w", encoding="utf-8") as log:
         done = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
@@ -110,9 +115,9 @@ def run_trl(steps: int, out_dir: Path) -> dict[str, Any]:
             "step_s": seconds / (len(ends) - 2), "rewards": result["rewards"]}
 
 
-def run_rlkit(k: int, steps: int, out_dir: Path) -> dict[str, Any]:
+def run_rlkit(k: int, steps: int, out_dir: Path, model: str) -> dict[str, Any]:
     overrides = [f"sync.max_staleness={k}", f"run.steps={steps}", f"rollout.n={GROUP}", f"rollout.prompts_per_step={PROMPTS}",
-                 *TRAINING_ONLY, *(PLACEMENT if k else [])]
+                 f"model.path={model}", *TRAINING_ONLY, *(PLACEMENT if k else [])]
     rows = train_recipe("recipes/smollm2_math_grpo.yaml", overrides, out_dir / f"rlkit_k{k}", out_dir / f"rlkit_k{k}.log")
     samples_per_s, step_s = steady_throughput(rows)
     return {"system": "rlkit", "mode": f"k={k}" + (" pinned" if k else ""), "steps": len(rows),
@@ -121,17 +126,17 @@ def run_rlkit(k: int, steps: int, out_dir: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 steps, rlkit async only")
+    parser.add_argument("--quick", action="store_true", help="3 steps of the tiny model, rlkit async only")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--runs-dir", default=str(REPO / "runs" / "vs_trl"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "vs_trl.json"))
     args = parser.parse_args()
-    steps = 5 if args.quick else args.steps
+    steps, model = (3, "tiny") if args.quick else (args.steps, "smollm2-135m-instruct")
     out_dir = Path(args.runs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    results = [run_trl(steps, out_dir)]
-    results += [run_rlkit(k, steps, out_dir) for k in ([1] if args.quick else [0, 1])]
+    results = [run_trl(steps, out_dir, model)]
+    results += [run_rlkit(k, steps, out_dir, model) for k in ([1] if args.quick else [0, 1])]
     trl = results[0]["samples_per_s"]
     for result in results:
         result["vs_trl"] = result["samples_per_s"] / trl
@@ -144,7 +149,7 @@ def main() -> None:
     write_results(
         args.out,
         headline={"metric": f"rlkit ({best['mode']}) samples/s / TRL GRPOTrainer samples/s", "value": best["vs_trl"], "goal": ">= 2"},
-        setting={"model": "SmolLM2-135M-Instruct", "prompts": PROMPTS, "group": GROUP, "new_tokens": NEW_TOKENS,
+        setting={"model": model, "prompts": PROMPTS, "group": GROUP, "new_tokens": NEW_TOKENS,
                  "lr": LR, "temperature": TEMPERATURE, "steps": steps},
         wall_s=time.monotonic() - started, results=results,
     )

@@ -60,8 +60,8 @@ def run_from_the_repository():
     os.chdir(before)
 
 
-# Written by Python and pytest themselves, or by installing the project: not a test's doing.
-NOT_THE_TESTS = {".git", ".venv", "__pycache__", ".pytest_cache", "rlkit.egg-info"}
+# Written by Python, pytest and linters themselves, or by installing the project: not a test's doing.
+NOT_THE_TESTS = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "rlkit.egg-info"}
 GUARD_SWITCH = "RLKIT_CHECKOUT_GUARD"
 
 
