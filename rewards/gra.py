@@ -22,7 +22,8 @@ Pure Python: reward workers import it (torch only inside `evaluate_gra_vector`).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from rlkit.tasks.multistep import last_answer, parse_number
 

@@ -26,7 +26,8 @@ import json
 import math
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from rlkit.tags import first_tagged
 

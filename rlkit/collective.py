@@ -24,7 +24,7 @@ import datetime
 import socket
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.distributed as dist

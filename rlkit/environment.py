@@ -18,7 +18,8 @@ import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 from rlkit.registry import Registry
 
@@ -96,7 +97,8 @@ class EnvOptions:
     """The `rollout.env` section: multi-turn episodes instead of single responses."""
 
     name: str | None = None
-    """Environment: a registered name (calculator, retrieval_qa, multistep) or your own "file.py:Class"; null = single-turn."""
+    """Environment: a registered name (calculator, retrieval_qa, multistep) or your own "file.py:Class"; null =
+    single-turn."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the environment's constructor."""
     max_turns: int = 4

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 # Environment every actor gets: offline, loopback-only, one thread per process on CPU.
 ACTOR_ENV_DEFAULTS = {

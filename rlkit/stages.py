@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -65,7 +66,7 @@ class Stages:
         return {**describe(self.groups), "weight_sync": self.sync.transport}
 
     @staticmethod
-    def start(config: TrainConfig, model_path: str) -> "Stages":
+    def start(config: TrainConfig, model_path: str) -> Stages:
         """Reserve the cluster for every stage and start its actors (`config` resolved)."""
         single_machine = len({node["ip"] for node in alive_nodes()}) == 1
         # The store lives beside the driver, which feeds it prompts and reads every batch from it.
@@ -83,7 +84,7 @@ class Stages:
 
     @staticmethod
     def _start_actors(config: TrainConfig, model_path: str, env: dict[str, dict[str, str]], store: Any,
-                      groups: dict[str, Any]) -> "Stages":
+                      groups: dict[str, Any]) -> Stages:
         rollout_cfg, reward_cfg = config.rollout, config.reward
         rollout = [
             ray.remote(RolloutWorker).options(

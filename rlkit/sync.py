@@ -17,7 +17,8 @@ fails loudly, naming the workers that lag. The only module that knows both the l
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import ray
 

@@ -12,7 +12,8 @@ is a reference, the rest as is.
 from __future__ import annotations
 
 import pickle
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import ray
 
@@ -48,7 +49,7 @@ def resolve(values: Sequence[Any]) -> list[Any]:
     return out
 
 
-def put_tensors(tensors: dict[str, "torch.Tensor"]) -> ray.ObjectRef:
+def put_tensors(tensors: dict[str, torch.Tensor]) -> ray.ObjectRef:
     """Put a state dict in the object store as raw byte arrays.
 
     Ray pickles a torch tensor by copying its storage into the pickle, and unpickles with a
@@ -66,7 +67,7 @@ def put_tensors(tensors: dict[str, "torch.Tensor"]) -> ray.ObjectRef:
     return ray.put(packed)
 
 
-def get_tensors(ref: ray.ObjectRef) -> dict[str, "torch.Tensor"]:
+def get_tensors(ref: ray.ObjectRef) -> dict[str, torch.Tensor]:
     """The state dict `put_tensors` stored, as read-only views of the object store's memory
     (valid while the tensors are referenced; copy before writing in place)."""
     import warnings

@@ -137,6 +137,6 @@ class TrainBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def select(self, rows: torch.Tensor | slice) -> "TrainBatch":
+    def select(self, rows: torch.Tensor | slice) -> TrainBatch:
         """A sub-batch of rows (micro-batching, data-parallel sharding)."""
         return TrainBatch(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})

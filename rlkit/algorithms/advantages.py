@@ -8,7 +8,8 @@ top-λ selection, EMPG's min-max over steps) need batch-level statistics. Estima
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import torch
 

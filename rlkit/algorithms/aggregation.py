@@ -23,7 +23,7 @@ class Denominators:
     response_width: float  # T, padded response length (seq-mean-token-sum-norm's constant)
 
     @staticmethod
-    def of(response_mask: torch.Tensor, response_width: float | None = None) -> "Denominators":
+    def of(response_mask: torch.Tensor, response_width: float | None = None) -> Denominators:
         """Statistics of a whole mini-batch mask [B, R]."""
         return Denominators(
             tokens=float(response_mask.sum()),

@@ -7,7 +7,7 @@ k2 gradient), registered for each base estimator.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

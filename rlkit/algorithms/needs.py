@@ -7,7 +7,8 @@ A component declares fixed needs when it registers; its options may add more thr
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from rlkit.algorithms.advantages import ADVANTAGES
 from rlkit.algorithms.components import ComponentRegistry

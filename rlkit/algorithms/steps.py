@@ -8,7 +8,7 @@ the response (0, 1, …) and −1 where the token does not count (mask 0).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -10,11 +10,12 @@ import dataclasses
 import inspect
 import textwrap
 import typing
-from functools import lru_cache
-from typing import Any, Iterator
+from functools import cache
+from typing import Any
+from collections.abc import Iterator
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type) -> dict[str, str]:
     """{field name: docstring} for one dataclass."""
     try:

@@ -8,7 +8,6 @@ that reads it. Recipes in recipes/ only override these defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from rlkit.algorithms.options import AlgorithmOptions
 from rlkit.learner.options import LearnerOptions
@@ -30,7 +29,8 @@ class RunConfig:
     steps: int = 10
     """Number of learner steps (each one batch of `rollout.prompts_per_step` prompt groups)."""
     max_consecutive_skips: int = 3
-    """Stop the run once this many steps in a row had an update skipped for a non-finite loss or gradient; 0 = never stop."""
+    """Stop the run once this many steps in a row had an update skipped for a non-finite loss or gradient; 0 = never
+    stop."""
     save_final_model: bool = True
     """Write the trained model with save_pretrained (safetensors) to `<output_dir>/final/`."""
 
@@ -44,7 +44,9 @@ class CheckpointConfig:
     keep: int = 2
     """How many of the newest verified checkpoints to keep (at least 2)."""
     resume: bool | str = True
-    """true: continue from the newest valid checkpoint in run.output_dir, refusing one whose training config differs (listing each changed key); false: start afresh, refusing a folder that has checkpoints; force: continue even though the config changed (the change is printed and written to config_changes.jsonl)."""
+    """true: continue from the newest valid checkpoint in run.output_dir, refusing one whose training config differs
+    (listing each changed key); false: start afresh, refusing a folder that has checkpoints; force: continue even
+    though the config changed (the change is printed and written to config_changes.jsonl)."""
 
 
 @dataclass
@@ -52,7 +54,8 @@ class ModelConfig:
     """The policy model: every stage loads the same folder."""
 
     path: str = "tiny"
-    """A folder saved with save_pretrained, or a built-in name: `tiny` (test model built from a config) or `smollm2-135m-instruct`."""
+    """A folder saved with save_pretrained, or a built-in name: `tiny` (test model built from a config) or
+    `smollm2-135m-instruct`."""
 
 
 @dataclass
@@ -88,7 +91,9 @@ class SyncConfig:
     dtype: str = "auto"
     """Dtype the weights travel in: auto (the engine's dtype), float32 or bfloat16."""
     transport: str = "auto"
-    """How weights reach the engines: object_store (through Ray's object store), nccl (learner rank 0 broadcasts GPU to GPU; every rollout worker and learner rank needs a whole GPU), gloo (the same broadcast over TCP), or auto (nccl when every rollout worker and learner rank holds a whole GPU, else object_store)."""
+    """How weights reach the engines: object_store (through Ray's object store), nccl (learner rank 0 broadcasts GPU to
+    GPU; every rollout worker and learner rank needs a whole GPU), gloo (the same broadcast over TCP), or auto (nccl
+    when every rollout worker and learner rank holds a whole GPU, else object_store)."""
     bucket_mb: float = 256.0
     """nccl / gloo: weights travel in buckets of at most this many MiB, one broadcast each."""
 
@@ -104,7 +109,8 @@ class EvalConfig:
     before: bool = True
     """Evaluate the initial model before the first step."""
     max_new_tokens: int = 0
-    """Token budget for eval answers; 0 = rollout.sampling.max_new_tokens. With an environment, episodes keep rollout.env's limits."""
+    """Token budget for eval answers; 0 = rollout.sampling.max_new_tokens. With an environment, episodes keep
+    rollout.env's limits."""
 
 
 @dataclass
@@ -140,7 +146,8 @@ class PlacementConfig:
     """How the stages' actors are laid out on the cluster: one Ray placement group per stage."""
 
     strategy: str = "PACK"
-    """Placement-group strategy per stage: PACK (as few nodes as possible), SPREAD, STRICT_PACK (one node), STRICT_SPREAD (one node per actor)."""
+    """Placement-group strategy per stage: PACK (as few nodes as possible), SPREAD, STRICT_PACK (one node),
+    STRICT_SPREAD (one node per actor)."""
     timeout_s: float = 120.0
     """Longest to wait for the stages' resources to be free before failing (another job may hold them)."""
 

@@ -13,7 +13,7 @@ raised by every later call: the group is unusable from then on.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor

@@ -75,7 +75,7 @@ def token_logprobs_and_entropy(
 
 
 def batch_logprobs(
-    model: nn.Module, batch: "TrainBatch", temperature: float, chunk_size: int, with_entropy: bool = True, min_chunks: int = 0
+    model: nn.Module, batch: TrainBatch, temperature: float, chunk_size: int, with_entropy: bool = True, min_chunks: int = 0
 ) -> tuple[Tensor, Tensor | None]:
     """`token_logprobs_and_entropy` for the response columns of a padded TrainBatch."""
     return token_logprobs_and_entropy(

@@ -29,7 +29,8 @@ class LearnerOptions:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value before each update; 0 turns clipping off."""
     micro_batch_size: int = 8
-    """Samples per forward/backward on one rank; a memory knob: the loss does not depend on it, except for methods with micro-batch statistics (STEER, Clip-Cov, KL-Cov)."""
+    """Samples per forward/backward on one rank; a memory knob: the loss does not depend on it, except for methods with
+    micro-batch statistics (STEER, Clip-Cov, KL-Cov)."""
     mini_batches: int = 1
     """Optimizer updates per train step: the batch is split into this many mini-batches by whole rows."""
     ppo_epochs: int = 1
@@ -43,7 +44,8 @@ class LearnerOptions:
     On CPU, eager trains short sequences (a few hundred tokens) 1.3× faster than sdpa, whose bf16
     backward is slow there; eager holds [heads, L, L] scores per layer, so keep sdpa for long ones."""
     num_threads: int = 1
-    """torch threads per rank on CPU. In sync mode the rollout is idle while the learner trains, so one rank may use every core."""
+    """torch threads per rank on CPU. In sync mode the rollout is idle while the learner trains, so one rank may use
+    every core."""
     cpu_cores: list[int] = field(default_factory=list)
     """CPU cores the learner ranks run on (os.sched_setaffinity), e.g. [1]; [] = the OS schedules them."""
     cpus_per_rank: float = 1.0

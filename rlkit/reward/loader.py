@@ -15,7 +15,8 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from rlkit.registry import did_you_mean
 from rlkit.reward.contract import describe_exception, signature_problems

@@ -8,7 +8,7 @@ imported when an engine starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from rlkit.registry import Registry
 from rlkit.rollout.engine import EngineOptions, GenerationEngine, raise_problems

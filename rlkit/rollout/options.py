@@ -27,7 +27,8 @@ class RolloutConfig:
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     """Engine set-up (dtype, KV cache, threads)."""
     env: EnvOptions = field(default_factory=EnvOptions)
-    """Multi-turn environment: the model and an environment take turns (tool use, search, multi-step tasks); name null = single-turn."""
+    """Multi-turn environment: the model and an environment take turns (tool use, search, multi-step tasks); name null =
+    single-turn."""
     cpus_per_worker: float = 1.0
     """Ray CPUs reserved per rollout worker."""
     batch_timeout_s: float = 1800.0
@@ -35,6 +36,8 @@ class RolloutConfig:
     gpus_per_worker: float = 0.0
     """Ray GPUs per rollout worker (set 1 on GPU clusters)."""
     resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources per rollout worker, e.g. {rollout_node: 1} to run rollout on the nodes started with that resource (docs/multinode.md)."""
+    """Custom Ray resources per rollout worker, e.g. {rollout_node: 1} to run rollout on the nodes started with that
+    resource (docs/multinode.md)."""
     cpu_cores: list[int] = field(default_factory=list)
-    """CPU cores the rollout workers run on (os.sched_setaffinity), e.g. [0]; [] = the OS schedules them. Give rollout and learner separate cores for async runs on one machine."""
+    """CPU cores the rollout workers run on (os.sched_setaffinity), e.g. [0]; [] = the OS schedules them. Give rollout
+    and learner separate cores for async runs on one machine."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: Path, ascii_only: bool = True) -> None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from rlkit.tasks.files import task_arguments, write_splits
 

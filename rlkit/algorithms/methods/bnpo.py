@@ -27,9 +27,11 @@ class BnpoOptions:
     max_value: float = 1.0
     """Highest possible reward (official default 1)."""
     decompose: list[str] = field(default_factory=list)
-    """Reward components (names the reward function returns) to normalise separately and average, as the official `use_advantage_decomposition` does for acc + format; empty = the total score."""
+    """Reward components (names the reward function returns) to normalise separately and average, as the official
+    `use_advantage_decomposition` does for acc + format; empty = the total score."""
     singleton_groups: str = "exclude"
-    """'exclude': a group of one sample gets advantage 0 and stays out of the Beta fit (spec register #7); 'official': its success rate is set to 0 and enters the fit, as the official code does."""
+    """'exclude': a group of one sample gets advantage 0 and stays out of the Beta fit (spec register #7); 'official':
+    its success rate is set to 0 and enters the fit, as the official code does."""
 
     def __post_init__(self) -> None:
         if not self.max_value > self.min_value:

@@ -8,7 +8,7 @@ arXiv 2505.22617; official `compute_policy_loss_clip_cov` (ALGORITHMS.md ยง4.1โ€
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

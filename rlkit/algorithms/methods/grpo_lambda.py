@@ -27,9 +27,11 @@ class GrpoLambdaOptions:
     """Hyperparameters of GRPO-λ (ALGORITHMS.md §2.2)."""
 
     alpha: float
-    """Length-penalty strength α, required: the paper's value is not pinned (the third-party reproduction in ALGORITHMS.md §2.2 uses 0.6)."""
+    """Length-penalty strength α, required: the paper's value is not pinned (the third-party reproduction in
+    ALGORITHMS.md §2.2 uses 0.6)."""
     top_lambda: float = 0.2
-    """λ: the fraction of groups (by correctness ratio, top first) that get the length reward; ⌈λ·#groups⌉ groups (§2.2: the paper's 'top 20%')."""
+    """λ: the fraction of groups (by correctness ratio, top first) that get the length reward; ⌈λ·#groups⌉ groups (§2.2:
+    the paper's 'top 20%')."""
     correct_threshold: float = 1.0
     """A response is correct when its score is ≥ this (1.0 for 0/1 rewards)."""
     norm_adv_by_std: bool = True

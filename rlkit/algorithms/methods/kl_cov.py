@@ -18,9 +18,11 @@ class KlCovOptions:
     """Hyperparameters of KL-Cov; defaults from the official 7B recipes (ALGORITHMS.md §4.3)."""
 
     kl_cov_ratio: float = 2e-3
-    """Fraction (not percent) of the micro-batch's valid tokens to penalise, at least one (0 = none): 0.002 in the 7B recipes (EMR k_percent=0.2 %, verl-old recipe/entropy kl_cov_ratio=0.002)."""
+    """Fraction (not percent) of the micro-batch's valid tokens to penalise, at least one (0 = none): 0.002 in the 7B
+    recipes (EMR k_percent=0.2 %, verl-old recipe/entropy kl_cov_ratio=0.002)."""
     ppo_kl_coef: float = 1.0
-    """κ, the weight of |ℓ − ℓ_old| on the selected tokens: 1.0 in every official recipe and the code fallback (verl actor.yaml says 0.1)."""
+    """κ, the weight of |ℓ − ℓ_old| on the selected tokens: 1.0 in every official recipe and the code fallback (verl
+    actor.yaml says 0.1)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.kl_cov_ratio <= 1.0:

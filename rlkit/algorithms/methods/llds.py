@@ -23,7 +23,8 @@ class LldsOptions:
     no_reduce_lambda: float = 0.2
     """λ, the penalty weight (released script 0.2; the yaml default 0.0 turns LLDS off)."""
     chunk_noreduce: bool = True
-    """True: gate each action (a run of non-negative-advantage tokens within one turn), the released setting; False: gate whole responses."""
+    """True: gate each action (a run of non-negative-advantage tokens within one turn), the released setting; False:
+    gate whole responses."""
     mask_answer: bool = False
     """Use answer_no_reduce_lambda on tokens outside the answer (needs answer masks; released script: off)."""
     answer_no_reduce_lambda: float = 0.2

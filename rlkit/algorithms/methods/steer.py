@@ -27,7 +27,8 @@ class SteerOptions:
     token_weight_max: float = 1.0
     """Highest weight in linear mode (run_linear.sh 1.2); exponential mode clamps at 1."""
     linear: bool = False
-    """False: w = exp(−k|Ω|) (run_exp.sh, the paper's main method); True: linear map of |Ω| onto [max, min] (run_linear.sh)."""
+    """False: w = exp(−k|Ω|) (run_exp.sh, the paper's main method); True: linear map of |Ω| onto [max, min]
+    (run_linear.sh)."""
     clip_ratio_low: float = 0.2
     """PPO ε_low (official scripts 0.2)."""
     clip_ratio_high: float = 0.28
