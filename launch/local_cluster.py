@@ -184,7 +184,8 @@ def main() -> None:
     if args.action == "start":
         info = start(args.num_cpus)
         print(f"Ray head ready. Submit jobs with:\n  RAY_AUTH_MODE=disabled ray job submit --address {info['address']} "
-              f"--working-dir . -- python -m rlkit.train recipes/tiny_cpu.yaml\nStop it with: python launch/local_cluster.py stop")
+              f"--working-dir . -- python -m rlkit.train recipes/tiny_cpu.yaml\n"
+              "Stop it with: python launch/local_cluster.py stop")
     else:
         stop()
 

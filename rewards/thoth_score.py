@@ -214,7 +214,8 @@ def step_from_json(payload: Any) -> KeyStep:
 
 def _string_list(value: Any, name: str) -> tuple[str, ...]:
     """A JSON list of scalars as strings (a model writing 5 instead of "5" is still well formed)."""
-    if not isinstance(value, list) or not all(isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value):
+    if not isinstance(value, list) or not all(isinstance(item, (str, int, float)) and not isinstance(item, bool)
+                                              for item in value):
         raise FormatError(f"{name} must be a list of strings")
     return tuple(str(item) for item in value)
 
@@ -246,7 +247,8 @@ def parse_ground_truth(text: str) -> tuple[KeyStep, ...]:
 def format_key_steps(steps: Sequence[KeyStep]) -> str:
     """Steps as `<key>` lines, the inverse of parse_key_block (prompts and tests use it)."""
     return "\n".join(
-        f"Step {k}: " + json.dumps({"action": s.action, "objects": list(s.objects), "parameters": list(s.parameters)}, ensure_ascii=False)
+        f"Step {k}: " + json.dumps({"action": s.action, "objects": list(s.objects), "parameters": list(s.parameters)},
+                                   ensure_ascii=False)
         for k, s in enumerate(steps, start=1)
     )
 

@@ -169,7 +169,8 @@ def decode(value: Any) -> Any:
         if tag in value:
             cls = RECORD_TYPES.get(value[tag])
             if cls is None:
-                raise CheckpointError(f"checkpoint names an unknown record type {value[tag]!r}; only {sorted(RECORD_TYPES)} are read")
+                raise CheckpointError(f"checkpoint names an unknown record type {value[tag]!r}; "
+                                      f"only {sorted(RECORD_TYPES)} are read")
             if tag == "__enum__":
                 return cls(value["value"])
             return cls(**{name: decode(v) for name, v in value["fields"].items()})

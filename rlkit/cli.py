@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--name", help="sweep name: W&B group and run-name prefix (default <recipe>-<time>)")
     command.add_argument("--out", help="folder for the runs and sweep.json (default runs/sweeps/<name>)")
     command.add_argument("--submit", metavar="ADDRESS",
-                         help="submit each run as a Ray job to this address (e.g. http://127.0.0.1:8265) instead of running locally")
+                         help="submit each run as a Ray job to this address (e.g. http://127.0.0.1:8265) "
+                              "instead of running locally")
     command.add_argument("--working-dir", default=".", help="working directory shipped with each Ray job (default .)")
     command.add_argument("--parallel", type=int, default=1, help="Ray jobs running at once with --submit (default 1)")
     text = "runs side by side: compare.png (curves vs step and wall time) and compare.md (table)"

@@ -62,7 +62,8 @@ class BroadcastNotice:
         return layout(self.spec, self.bucket_bytes)
 
 
-def tensor_spec(tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+def tensor_spec(tensors: Iterable[tuple[str, torch.Tensor]],
+                dtype: torch.dtype | None = None) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     """(name, dtype, shape) of each tensor as it will travel (floating tensors cast to `dtype`)."""
     return tuple(
         (name, _dtype_name(dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype), tuple(tensor.shape))

@@ -136,7 +136,8 @@ class Trainer:
             self.rise.load_state(state["rise_rng"])
         self.held_out.rounds = state["eval_rounds"]
         stages.sync.publish(plan.step, wait=True, check=stages.check_health)  # engines continue from its weights
-        print(f"resumed from {plan.folder} (step {plan.step}, {state['batches_admitted'] - plan.step} batches in flight restored)")
+        print(f"resumed from {plan.folder} (step {plan.step}, "
+              f"{state['batches_admitted'] - plan.step} batches in flight restored)")
         return state
 
     def _finish(self, stages: Stages, summary: dict[str, Any], trained: bool) -> dict[str, Any]:

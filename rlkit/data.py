@@ -49,7 +49,8 @@ def _messages(row: dict[str, Any], prompt_key: str, system_prompt: str | None, w
     elif isinstance(value, list) and value and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
         messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
     else:
-        raise DataError(f"{where}: {prompt_key!r} must be a non-empty string or a list of {{role, content}} messages, got {type(value).__name__}")
+        raise DataError(f"{where}: {prompt_key!r} must be a non-empty string or a list of {{role, content}} messages, "
+                        f"got {type(value).__name__}")
     if system_prompt and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": system_prompt}, *messages]
     return messages
@@ -85,7 +86,8 @@ def load_prompts(
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         prompt_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
         if len(prompt_ids) > max_prompt_tokens:
-            raise DataError(f"{where}: prompt is {len(prompt_ids)} tokens, over data.max_prompt_tokens={max_prompt_tokens}; shorten it or raise the limit")
+            raise DataError(f"{where}: prompt is {len(prompt_ids)} tokens, over data.max_prompt_tokens={max_prompt_tokens}; "
+                            "shorten it or raise the limit")
         source = str(row.get(data_source_key, "default")) if data_source_key else str(row.get("data_source", "default"))
         uid = str(row.get("id", f"{split}-{index}"))
         extra = {k: v for k, v in row.items() if k not in (prompt_key, answer_key, "id")}

@@ -30,7 +30,8 @@ def batch_metrics(batch: list[ScoredSample]) -> dict[str, float]:
         groups[item.sample.group_uid].append(item.reward.score)
     versions = [item.sample.policy_version for item in batch]
     metrics = {
-        "reward/failed_count": float(sum(n for s, n in statuses.items() if s not in (RewardStatus.OK, RewardStatus.NOT_APPLICABLE))),
+        "reward/failed_count": float(sum(n for s, n in statuses.items()
+                                         if s not in (RewardStatus.OK, RewardStatus.NOT_APPLICABLE))),
         "response_length/mean": statistics.fmean(lengths),
         "response_length/max": float(max(lengths)),
         "response_length/truncated_frac": sum(i.sample.finish == FinishReason.LENGTH for i in batch) / len(batch),

@@ -59,7 +59,8 @@ class WeightSync:
         bucket_mb: float = 256.0,
     ) -> None:
         if transport not in TRANSPORTS[1:]:
-            raise ValueError(f"WeightSync transport {transport!r}: use one of {', '.join(TRANSPORTS[1:])} (see resolve_transport)")
+            raise ValueError(f"WeightSync transport {transport!r}: use one of {', '.join(TRANSPORTS[1:])} "
+                             "(see resolve_transport)")
         self.learners = learners
         self.store = store
         self.worker_names = worker_names

@@ -278,7 +278,8 @@ def _clip_cov_kl_cov(inputs: dict[str, Any]) -> dict[str, Any]:
                 "selected_mask": details.selected.double(),
                 "per_token_loss": _masked(details.terms.per_token, mask),
                 "loss_token_mean": value,
-                "ppo_kl_abs (metric)": aggregate(details.terms.diagnostics["kl_cov/ppo_kl_abs"], mask, "token-mean", Denominators.of(mask)),
+                "ppo_kl_abs (metric)": aggregate(details.terms.diagnostics["kl_cov/ppo_kl_abs"], mask, "token-mean",
+                                                 Denominators.of(mask)),
                 "grad_wrt_log_prob_token_mean": gradient,
             }
         )
@@ -303,7 +304,8 @@ def _clip_cov_kl_cov(inputs: dict[str, Any]) -> dict[str, Any]:
             "selected": details.selected,
             "corr": details.corr,
             "per_token_loss": _masked(details.terms.per_token, mask),
-            "pg_clipfrac (fraction of selected tokens)": aggregate(details.terms.diagnostics["pg_clipfrac"], mask, "token-mean", Denominators.of(mask)),
+            "pg_clipfrac (fraction of selected tokens)": aggregate(details.terms.diagnostics["pg_clipfrac"], mask, "token-mean",
+                                                                   Denominators.of(mask)),
             "loss_token_mean": value,
             "grad_wrt_log_prob_token_mean": gradient,
         }
@@ -385,7 +387,8 @@ def _llds(inputs: dict[str, Any]) -> dict[str, Any]:
     for gate, total in enumerate(details.gate_sums.tolist()):
         positions = (details.gate_ids == gate).nonzero()
         if options.chunk_noreduce:
-            gates.append({"row": int(positions[0, 0]), "tokens": positions[:, 1].tolist(), "sum_old_minus_new": total, "active": total > 0})
+            gates.append({"row": int(positions[0, 0]), "tokens": positions[:, 1].tolist(), "sum_old_minus_new": total,
+                          "active": total > 0})
         else:
             gates.append({"row": gate, "sum_old_minus_new": total, "active": total > 0})
     return _plain(

@@ -36,7 +36,8 @@ def check_config(config: TrainConfig) -> list[str]:
     problems.extend(f"rollout.env.{problem}" for problem in config.rollout.env.problems())
     problems.extend(f"rise.{problem}" for problem in config.rise.problems())
     if config.rise.enable and config.rollout.env.name:
-        problems.append("rise.enable with rollout.env: critique prompts would be played through the environment; use one or the other")
+        problems.append("rise.enable with rollout.env: critique prompts would be played through the environment; "
+                        "use one or the other")
     env = config.rollout.env
     if env.name and config.data.max_prompt_tokens + env.max_turn_tokens > config.rollout.engine_options.max_model_len:
         problems.append(
@@ -208,7 +209,8 @@ def _check_sync(config: TrainConfig) -> list[str]:
         problems.append(f"checkpoint.resume={config.checkpoint.resume!r}: use true (continue, refusing a changed config), "
                         "false (start afresh) or force (continue with the changed config, logged)")
     if config.reward.on_failure not in ON_FAILURE:
-        problems.append(f"reward.on_failure={config.reward.on_failure!r}{did_you_mean(config.reward.on_failure, list(ON_FAILURE))}: "
+        problems.append(f"reward.on_failure={config.reward.on_failure!r}"
+                        f"{did_you_mean(config.reward.on_failure, list(ON_FAILURE))}: "
                         f"valid: {', '.join(ON_FAILURE)} (exclude: a failed reward leaves the loss; minimum: the group's "
                         "lowest score; zero: a score of 0)")
     if config.checkpoint.every < 0:

@@ -72,7 +72,8 @@ def read_recipe(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, An
     """
     recipe = Path(path)
     if not recipe.is_file():
-        raise ConfigError(str(path), [f"recipe file not found: {recipe.resolve()} (recipes live in recipes/, e.g. recipes/tiny_cpu.yaml)"])
+        raise ConfigError(str(path), [f"recipe file not found: {recipe.resolve()} "
+                                      "(recipes live in recipes/, e.g. recipes/tiny_cpu.yaml)"])
     try:
         content = yaml.safe_load(recipe.read_text()) or {}
     except yaml.YAMLError as error:
@@ -189,7 +190,8 @@ def check_shape(cls: type, raw: dict[str, Any], prefix: str, problems: list[str]
         kind = hints[key]
         if dataclasses.is_dataclass(kind):
             if not isinstance(value, dict):
-                problems.append(f'"{prefix}{key}" is a section ({", ".join(f.name for f in dataclasses.fields(kind))}); got {value!r}')
+                problems.append(f'"{prefix}{key}" is a section ({", ".join(f.name for f in dataclasses.fields(kind))}); '
+                                f"got {value!r}")
                 continue
             converted[key] = check_shape(kind, value, f"{prefix}{key}.", problems)
             continue

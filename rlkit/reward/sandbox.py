@@ -10,9 +10,10 @@ new session, with a scrubbed environment and a throw-away working directory. The
    dies the kernel kills every process it left behind;
 3. in that child: enters a mount namespace of its own (the launcher keeps an untouched view of
    the filesystem), makes the whole filesystem read-only, hides home directories and the
-   caller's working directory (re-exposing the Python installation if it lives there), mounts small private `noexec` tmpfs on /tmp, /var/tmp,
-   /dev/shm and the working directory, mounts a private /proc; gives up privilege for good (empty
-   capability sets, no_new_privs and, when running as root, a uid of its own); sets rlimits (CPU,
+   caller's working directory (re-exposing the Python installation if it lives there), mounts
+   small private `noexec` tmpfs on /tmp, /var/tmp, /dev/shm and the working directory, mounts a
+   private /proc; gives up privilege for good (empty capability sets, no_new_privs and, when
+   running as root, a uid of its own); sets rlimits (CPU,
    address space, file size, process count, no core dumps, few fds); installs an audit hook (a
    tripwire that ends the program on fork/exec/subprocess, sockets, ctypes and writes outside
    the working directory); and only then compiles and runs the code;

@@ -58,7 +58,8 @@ class DataStore:
         await self._notify()
         return ids
 
-    async def set_field(self, entry_ids: list[int], name: str, values: list[Any], counters: dict[str, float] | None = None) -> int:
+    async def set_field(self, entry_ids: list[int], name: str, values: list[Any],
+                        counters: dict[str, float] | None = None) -> int:
         """Add field `name` (one value per entry) to existing entries, and `counters` to the running
         counters; returns how many entries still existed."""
         written = sum(self._index.set_field(i, name, hold(v)) for i, v in zip(entry_ids, values))

@@ -92,7 +92,8 @@ class StoreIndex:
                 if len(chosen) >= limit:
                     break
                 entries = [self._entries[i] for i in members]
-                if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version, partition) for e in entries):
+                if (len(entries) == entries[0].group_size
+                        and all(self._ready(e, task, fields, min_version, partition) for e in entries)):
                     chosen.append(entries)
             picked = [entry for group in chosen for entry in group]
         else:
@@ -132,7 +133,8 @@ class StoreIndex:
             if count >= limit:
                 break
             entries = [self._entries[i] for i in members]
-            if len(entries) == entries[0].group_size and all(self._ready(e, task, fields, min_version, partition) for e in entries):
+            if (len(entries) == entries[0].group_size
+                    and all(self._ready(e, task, fields, min_version, partition) for e in entries)):
                 count += 1
         return count
 

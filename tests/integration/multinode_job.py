@@ -81,7 +81,8 @@ def weight_sync_check(out: Path, transport: str) -> dict[str, object]:
     try:
         store = DataStore.remote()
         learners = LearnerGroup(model, dataclasses.replace(config.learner, gpus_per_rank=0.0), AlgorithmOptions(),
-                                temperature=1.0, env=env, rank_options=[bundle_strategy(groups, "learner", rank) for rank in range(2)])
+                                temperature=1.0, env=env,
+                                rank_options=[bundle_strategy(groups, "learner", rank) for rank in range(2)])
         engine = ray.remote(RolloutWorker).options(num_cpus=1, **bundle_strategy(groups, "rollout", 0)).remote(
             "rollout-0", store, model, RolloutConfig(engine="hf", engine_options=EngineOptions(max_model_len=256),
                                                      sampling=SamplingOptions(max_new_tokens=8), prompts_per_request=4),
@@ -122,7 +123,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cluster, nodes = start_cluster()
     try:
-        result = {"nodes": nodes, "bad_placement": bad_placement(out), "sync": {transport: weight_sync_check(out, transport) for transport in ("object_store", "gloo")},
+        result = {"nodes": nodes, "bad_placement": bad_placement(out),
+                  "sync": {transport: weight_sync_check(out, transport) for transport in ("object_store", "gloo")},
                   "run": full_run(out)}
     finally:
         ray.shutdown()

@@ -17,7 +17,8 @@ class Producer:
     def produce(self, store, group: str, size: int) -> list[int]:
         # Index 0 is large enough to travel by object reference, the others inline.
         values = [{"group": group, "index": i, "payload": list(range(40_000 if i == 0 else 1000))} for i in range(size)]
-        return ray.get(store.put.remote([{"group": group, "group_size": size, "version": 0, "fields": {"sample": v}} for v in values]))
+        return ray.get(store.put.remote([{"group": group, "group_size": size, "version": 0, "fields": {"sample": v}}
+                                         for v in values]))
 
 
 def test_consumer_blocks_until_producer_writes() -> None:

@@ -88,10 +88,12 @@ def assert_same_gradient(present: dict, absent: dict) -> None:
     scale = max(float(value.abs().max()) for value in absent.values())
     assert scale > 0
     for name, value in absent.items():
-        torch.testing.assert_close(present[name], value, rtol=1e-4, atol=1e-5 * scale, msg=lambda text, name=name: f"{name}: {text}")
+        torch.testing.assert_close(present[name], value, rtol=1e-4, atol=1e-5 * scale,
+                                   msg=lambda text, name=name: f"{name}: {text}")
 
 
-CASES = [AlgorithmOptions(loss=name, loss_options=LOSS_OPTIONS.get(name, {}), entropy_coeff=0.01) for name in POLICY_LOSSES.names()]
+CASES = [AlgorithmOptions(loss=name, loss_options=LOSS_OPTIONS.get(name, {}), entropy_coeff=0.01)
+         for name in POLICY_LOSSES.names()]
 CASES += [AlgorithmOptions(regularizers={name: {}}) for name in REGULARIZERS.names()]
 CASES += [AlgorithmOptions(loss_agg_mode="seq-mean-token-sum-norm")]  # its width ignores the rows left out
 

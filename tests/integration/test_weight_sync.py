@@ -29,7 +29,8 @@ def scored_batch(groups: int = 2, n: int = 4) -> list[tuple[ray.ObjectRef, ray.O
     for g in range(groups):
         for i in range(n):
             response = RESPONSE[: 4 + i]
-            sample = Sample(f"g{g}", i, n, prompt, response, [1] * len(response), [-1.0] * len(response), 0, FinishReason.LENGTH, "")
+            sample = Sample(f"g{g}", i, n, prompt, response, [1] * len(response), [-1.0] * len(response), 0,
+                            FinishReason.LENGTH, "")
             pairs.append((ray.put(sample), ray.put(Reward(float(i % 2), RewardStatus.OK))))
     return pairs
 

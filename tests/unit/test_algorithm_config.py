@@ -27,7 +27,8 @@ def test_required_option_is_named() -> None:
 def test_empg_base_options_are_checked_when_the_config_loads() -> None:
     text = problems_of("algorithm.advantage=empg", "algorithm.advantage_options.base=grpo_lambda")
     assert "alpha" in text and "required" in text
-    config = load_config(TINY, ["algorithm.advantage=empg", "algorithm.advantage_options={base: grpo_lambda, base_options: {alpha: 0.5}}"])
+    config = load_config(TINY, ["algorithm.advantage=empg",
+                                "algorithm.advantage_options={base: grpo_lambda, base_options: {alpha: 0.5}}"])
     assert config.algorithm.advantage_options["base_options"] == {"alpha": 0.5}
 
 

@@ -91,7 +91,8 @@ def start_broadcaster(engines: int, timeout_s: float = 30) -> tuple[WeightBroadc
     broadcaster = WeightBroadcaster(HOST, engines + 1, "gloo", timeout_s, torch.device("cpu"))
     host, port = broadcaster.address
     groups: dict[int, WeightGroup] = {}
-    joining = [threading.Thread(target=lambda r=rank: groups.setdefault(r, WeightGroup(r, engines + 1, host, port, "gloo", timeout_s)))
+    joining = [threading.Thread(
+                   target=lambda r=rank: groups.setdefault(r, WeightGroup(r, engines + 1, host, port, "gloo", timeout_s)))
                for rank in range(1, engines + 1)]
     for thread in joining:
         thread.start()
@@ -122,7 +123,8 @@ def test_engines_that_come_late_and_in_any_order_each_get_the_version_announced(
     received: dict[tuple[int, int], torch.Tensor] = {}
 
     def engine_takes(index: int, notice: BroadcastNotice) -> threading.Thread:
-        thread = threading.Thread(target=lambda: received.setdefault((index, notice.version), dict(engines[index].receive(notice))["w"]))
+        thread = threading.Thread(
+            target=lambda: received.setdefault((index, notice.version), dict(engines[index].receive(notice))["w"]))
         thread.start()
         return thread
 
@@ -181,5 +183,6 @@ def test_config_rejects_an_unknown_transport_and_an_empty_bucket() -> None:
     message = str(caught.value)
     assert "sync.transport: 'collective' is not one of auto, object_store, nccl, gloo" in message
     assert "sync.bucket_mb must be > 0" in message
-    with pytest.raises(ConfigError, match=r"sync.transport=nccl needs a whole GPU per rollout worker \(rollout.gpus_per_worker=0\)"):
+    with pytest.raises(ConfigError,
+                       match=r"sync.transport=nccl needs a whole GPU per rollout worker \(rollout.gpus_per_worker=0\)"):
         load_config("recipes/tiny_cpu.yaml", ["sync.transport=nccl"])

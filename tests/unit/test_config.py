@@ -120,4 +120,5 @@ def test_cli_check_and_show_config(capsys) -> None:
 def test_config_reference_doc_is_generated_from_the_code() -> None:
     from rlkit.config.reference import markdown
 
-    assert (REPO / "docs" / "config.md").read_text() == markdown(), "regenerate: python -m rlkit.config.reference > docs/config.md"
+    assert (REPO / "docs" / "config.md").read_text() == markdown(), (
+        "regenerate: python -m rlkit.config.reference > docs/config.md")

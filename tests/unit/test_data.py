@@ -82,7 +82,8 @@ def test_arithmetic_task_is_deterministic_disjoint_and_correct() -> None:
     assert not {row["prompt"] for row in train} & {row["prompt"] for row in test}
     for row in train[:50]:
         numbers = [int(n) for n in __import__("re").findall(r"\d+", row["prompt"].split("?")[0])]
-        expected = numbers[0] + numbers[1] if ("+" in row["prompt"] or "more" in row["prompt"] or "total" in row["prompt"]) else numbers[0] - numbers[1]
+        expected = (numbers[0] + numbers[1] if ("+" in row["prompt"] or "more" in row["prompt"] or "total" in row["prompt"])
+                    else numbers[0] - numbers[1])
         assert int(row["answer"]) == expected, row
         assert score(response=f"\\boxed{{{row['answer']}}}", ground_truth=row["answer"])["score"] == 1.0
 

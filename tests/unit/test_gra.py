@@ -96,7 +96,8 @@ def test_return_is_outcome_plus_the_sum_of_gated_step_rewards() -> None:
     for _ in range(200):
         outcome, delta = rng.uniform(-1, 1), rng.uniform(-1, 1)
         steps = [rng.uniform(-1, 1) for _ in range(rng.randrange(5))]
-        assert gated_accumulation(outcome, steps, delta) == pytest.approx(outcome + sum(gated_step_rewards(outcome, steps, delta)))
+        assert gated_accumulation(outcome, steps, delta) == pytest.approx(
+            outcome + sum(gated_step_rewards(outcome, steps, delta)))
 
 
 # ---------------------------------------------------------------- priority form
@@ -225,7 +226,8 @@ def test_pluggable_outcome_check() -> None:
         return {"none": -1.0, "empty": 0.0, "fails": 0.5, "passes": 1.0}[response]
 
     reward = make_score(graded)
-    assert reward(response="fails", ground_truth="x", extra={"gra_threshold": 0.5}, step_rewards=(0.2,))["score"] == pytest.approx(0.7)
+    assert (reward(response="fails", ground_truth="x", extra={"gra_threshold": 0.5}, step_rewards=(0.2,))["score"]
+            == pytest.approx(0.7))
     assert reward(response="empty", ground_truth="x", extra={"gra_threshold": 0.5}, step_rewards=(0.2,))["score"] == 0.0
     assert reward(response="skip", ground_truth="x", extra={}, step_rewards=()) is None
 

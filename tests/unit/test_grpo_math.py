@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, PolicyLossInputs, actor_loss, aggregate, compute_advantages
+from rlkit.algorithms import (
+    AdvantageInputs,
+    AlgorithmOptions,
+    Denominators,
+    PolicyLossInputs,
+    actor_loss,
+    aggregate,
+    compute_advantages,
+)
 from rlkit.algorithms.kl import kl_penalty
 from rlkit.algorithms.methods.grpo import GrpoLossOptions, ppo_clip_terms
 
@@ -85,7 +93,8 @@ def test_masked_junk_has_no_effect() -> None:
         log_prob=log_prob + junk, old_log_prob=inputs.old_log_prob - junk,
         advantages=inputs.advantages + junk, response_mask=mask,
     )
-    close(aggregate(ppo_clip_terms(poisoned, options).per_token, mask, "token-mean", Denominators.of(mask)), float(reference.detach()))
+    close(aggregate(ppo_clip_terms(poisoned, options).per_token, mask, "token-mean", Denominators.of(mask)),
+          float(reference.detach()))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -155,7 +164,8 @@ def test_loss_is_invariant_to_micro_batch_split(mode: str) -> None:
     mask = (torch.rand(rows, width) > 0.3).double()
     mask[3] = 0.0  # an empty response must not shift any denominator
     log_prob = (-torch.rand(rows, width, dtype=torch.float64)).requires_grad_(True)
-    inputs = dict(old_log_prob=-torch.rand(rows, width, dtype=torch.float64), advantages=torch.randn(rows, 1, dtype=torch.float64).expand(rows, width))
+    inputs = dict(old_log_prob=-torch.rand(rows, width, dtype=torch.float64),
+                  advantages=torch.randn(rows, 1, dtype=torch.float64).expand(rows, width))
     config = AlgorithmOptions(loss_agg_mode=mode)
     denominators = Denominators.of(mask)
 

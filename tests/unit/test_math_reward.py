@@ -118,7 +118,8 @@ PATHOLOGICAL = {
 def test_a_corpus_of_pathological_answers_scores_zero_or_times_out_and_never_errors() -> None:
     timeout_s = 3.0
     items = [RewardRequest(prompt="", response=text, ground_truth="42") for text in PATHOLOGICAL.values()]
-    items += [RewardRequest(prompt="", response=text, ground_truth="42") for text in ("\\boxed{42}", "\\boxed{٤٢}", "\\boxed{４２}")]
+    items += [RewardRequest(prompt="", response=text, ground_truth="42")
+              for text in ("\\boxed{42}", "\\boxed{٤٢}", "\\boxed{４２}")]
     with ScoringPool(RewardFnSpec(module="rewards.math_answer:score"), num_processes=4, timeout_s=timeout_s) as pool:
         start = time.monotonic()
         rewards = pool.score(items)

@@ -45,7 +45,8 @@ def test_registered_with_both_stop_strings() -> None:
 
 
 def test_correct_episode() -> None:
-    results = play(fresh(), ["<step>5 + 3 = 8</step>", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 12</step>", "<answer>12</answer>"])
+    results = play(fresh(), ["<step>5 + 3 = 8</step>", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 12</step>",
+                             "<answer>12</answer>"])
     assert results == [
         StepResult(NEXT_MUL, 0.1, False),
         StepResult(NEXT_SUB, 0.1, False),
@@ -62,7 +63,8 @@ def test_wrong_arithmetic_moves_on_from_the_models_own_result() -> None:
 
 def test_malformed_turns_repeat_the_instruction() -> None:
     env = fresh()
-    for garbage in ["", "hello", "<step>5 plus 3 is 8</step>", "<step>5 + 3 = 8", "5 + 3 = 8</step>", "<step></step>", "<step>5 + 3 = 8 = 8</step>"]:
+    for garbage in ["", "hello", "<step>5 plus 3 is 8</step>", "<step>5 + 3 = 8", "5 + 3 = 8</step>", "<step></step>",
+                    "<step>5 + 3 = 8 = 8</step>"]:
         assert env.step(garbage) == StepResult("\nFormat error.\nNext: + 3\n", -0.1, False), garbage
     assert env.step("<step>5 + 3 = 8</step>") == StepResult(NEXT_MUL, 0.1, False)  # the chain did not move
 
@@ -154,7 +156,8 @@ def test_reset_rejects_rows_without_a_consistent_chain() -> None:
 
 def test_deterministic_for_the_same_reset_and_actions() -> None:
     rng = random.Random(7)
-    pieces = ["<step>5 + 3 = 8</step>", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 11</step>", "noise", "<step>1+1=2</step>", "<answer>12</answer>"]
+    pieces = ["<step>5 + 3 = 8</step>", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 11</step>", "noise", "<step>1+1=2</step>",
+              "<answer>12</answer>"]
     for _ in range(30):
         actions = [rng.choice(pieces) for _ in range(6)]
         runs = []
@@ -176,7 +179,8 @@ def test_one_episode_through_the_env_host() -> None:
     try:
         episode, stop = host.reset("prompt text", "12", dict(ROW))
         assert stop == ("</step>", "</answer>")
-        actions = ["<step>5 + 3 = 8</step>", "garbage", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 12</step>", "<answer>12</answer>"]
+        actions = ["<step>5 + 3 = 8</step>", "garbage", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 12</step>",
+                   "<answer>12</answer>"]
         results = [host.step(episode, action) for action in actions]
         assert results == play(fresh(), actions)  # same as in-process, through pickling
         assert [r.reward for r in results] == [0.1, -0.1, 0.1, 0.1, 0.0] and results[-1].done
@@ -216,17 +220,20 @@ class ScriptedEngine:
         (["<step>5 + 3 = 8</step>", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 12</step>", "<answer>12</answer>"], 1.3, 1.3),
         (["<step>5 + 3 = 8</step>", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 11</step>", "<answer>11</answer>"], 0.0, 0.2),
         (["<step>1 + 1 = 2</step>", "<step>2 + 2 = 4</step>", "<step>4 + 4 = 8</step>", "<answer>8</answer>"], 0.0, 0.3),
-        (["oops", "<step>5 + 3 = 8</step>", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 12</step>", "<answer>12</answer>"], 1.2, 1.2),
+        (["oops", "<step>5 + 3 = 8</step>", "<step>8 * 2 = 16</step>", "<step>16 - 4 = 12</step>",
+          "<answer>12</answer>"], 1.2, 1.2),
     ],
     ids=["all-correct", "last-step-wrong", "farming-true-steps", "one-malformed-turn"],
 )
 def test_episode_loop_then_gra_and_dra(turns: list[str], gra: float, dra: float) -> None:
     text = task.build_prompt(5, [("+", 3), ("*", 2), ("-", 4)])
-    prompt = Prompt(uid="p0", text=text, prompt_ids=TOKENIZER.encode(text), ground_truth="12", data_source="multistep", extra=dict(ROW))
+    prompt = Prompt(uid="p0", text=text, prompt_ids=TOKENIZER.encode(text), ground_truth="12", data_source="multistep",
+                    extra=dict(ROW))
     options = EnvOptions(name="multistep", max_turns=5, max_turn_tokens=32, max_episode_tokens=256)
     host = EnvHost("multistep", {}, timeout_s=60.0)
     try:
-        (episode,) = run_episodes(ScriptedEngine(turns), host, [RolloutRequest("g0", prompt, 1, 0)], SamplingOptions(), options, 1024)
+        (episode,) = run_episodes(ScriptedEngine(turns), host, [RolloutRequest("g0", prompt, 1, 0)], SamplingOptions(),
+                                  options, 1024)
     finally:
         host.close()
     assert episode.env_status == "ok" and len(episode.step_rewards) == len(turns) == len(episode.turn_starts)

@@ -51,7 +51,8 @@ def test_recipe_keys_become_stage_demands() -> None:
     assert demands["learner"].nonzero_bundle() == {"CPU": 1.0, "learner_node": 1.0}  # no GPUs: none asked for
     assert demands["rollout"].nonzero_bundle() == {"CPU": 1.0, "GPU": 1.0}  # asked for explicitly: checked
     assert demands["reward"].count == 2
-    assert {d.stage: d for d in stage_demands(resolve_config(config, cluster_has_gpus=True))}["learner"].nonzero_bundle()["GPU"] == 1.0
+    assert ({d.stage: d for d in stage_demands(resolve_config(config, cluster_has_gpus=True))}["learner"].nonzero_bundle()["GPU"]
+            == 1.0)
 
 
 def test_placement_keys_are_checked() -> None:

@@ -42,7 +42,8 @@ def corpus() -> dict[str, dict]:
 
 
 def digest(folder: Path) -> str:
-    return hashlib.sha256(b"".join((folder / name).read_bytes() for name in ("corpus.jsonl", "train.jsonl", "test.jsonl"))).hexdigest()
+    return hashlib.sha256(b"".join((folder / name).read_bytes()
+                                   for name in ("corpus.jsonl", "train.jsonl", "test.jsonl"))).hexdigest()
 
 
 def test_generator_is_deterministic_and_reproduces_the_shipped_files(tmp_path: Path) -> None:

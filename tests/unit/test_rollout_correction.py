@@ -18,7 +18,8 @@ def run(tensors: dict, loss: str, correction: str, rollout: torch.Tensor, cap: f
         log_prob=log_prob, generator=torch.Generator().manual_seed(7), rollout_log_prob=rollout,
         **{name: value for name, value in tensors.items() if name != "log_prob"},
     )
-    options = AlgorithmOptions(loss=loss, loss_options=LOSS_OPTIONS.get(loss, {}), rollout_correction=correction, rollout_is_cap=cap)
+    options = AlgorithmOptions(loss=loss, loss_options=LOSS_OPTIONS.get(loss, {}), rollout_correction=correction,
+                               rollout_is_cap=cap)
     total, metrics = actor_loss(inputs, options, Denominators.of(tensors["response_mask"]))
     (gradient,) = torch.autograd.grad(total, log_prob)
     return total, gradient, metrics

@@ -79,7 +79,8 @@ def answer(steps: tuple[KeyStep, ...] | list[KeyStep], orc_lines: int | None = N
     """A Sketch-and-Fill response for `steps`, with `orc_lines` natural-language steps (default: as many)."""
     count = len(steps) if orc_lines is None else orc_lines
     orc = "\n".join(f"Step {k}: Do step {k} carefully." for k in range(1, count + 1))
-    return f"<think>Plan the gel.</think>\n<key>\n{format_key_steps(steps)}\n</key>\n<orc>\n{orc}\n</orc>\n<note>Hot agarose burns.</note>"
+    return (f"<think>Plan the gel.</think>\n<key>\n{format_key_steps(steps)}\n</key>\n"
+            f"<orc>\n{orc}\n</orc>\n<note>Hot agarose burns.</note>")
 
 
 def test_step_scale_is_symmetric_and_zero_from_m() -> None:

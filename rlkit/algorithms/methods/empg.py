@@ -60,7 +60,8 @@ class EmpgSteps:
     shift: float  # mean(A_mod), subtracted
 
 
-def modulate(trajectory_advantage: torch.Tensor, token_entropy: torch.Tensor, step_ids: torch.Tensor, options: EmpgOptions) -> EmpgSteps:
+def modulate(trajectory_advantage: torch.Tensor, token_entropy: torch.Tensor, step_ids: torch.Tensor,
+             options: EmpgOptions) -> EmpgSteps:
     """EMPG over steps. `trajectory_advantage` [B], `token_entropy` [B, R] (old policy),
     `step_ids` [B, R] (−1 = not part of any step). Float64 throughout."""
     span = int(step_ids.max()) + 1 if step_ids.numel() and int(step_ids.max()) >= 0 else 0
@@ -71,7 +72,8 @@ def modulate(trajectory_advantage: torch.Tensor, token_entropy: torch.Tensor, st
     if count == 0:
         return EmpgSteps(empty.long(), empty.long(), empty, empty, empty, empty, empty, empty, 0.0)
     entropy_sum = torch.zeros(count, dtype=torch.float64).index_add(0, key_of_token, token_entropy[keys >= 0].to(torch.float64))
-    tokens = torch.zeros(count, dtype=torch.float64).index_add(0, key_of_token, torch.ones_like(key_of_token, dtype=torch.float64))
+    tokens = torch.zeros(count, dtype=torch.float64).index_add(0, key_of_token,
+                                                               torch.ones_like(key_of_token, dtype=torch.float64))
     entropy = entropy_sum / tokens
     row, index = present // span, present % span
     normalised = (entropy - entropy.min()) / (entropy.max() - entropy.min() + 1e-8)

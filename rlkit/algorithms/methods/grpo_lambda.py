@@ -60,7 +60,8 @@ class GrpoLambdaDetails:
     advantage: torch.Tensor | None = None  # [B] GRPO advantage of the shaped reward
 
 
-def shape(scores: torch.Tensor, lengths: torch.Tensor, group_index: torch.Tensor, options: GrpoLambdaOptions) -> GrpoLambdaDetails:
+def shape(scores: torch.Tensor, lengths: torch.Tensor, group_index: torch.Tensor,
+          options: GrpoLambdaOptions) -> GrpoLambdaDetails:
     """The GRPO-λ reward and advantage per response (float64)."""
     correct = scores.to(torch.float64) >= options.correct_threshold
     groups = group_count(group_index)

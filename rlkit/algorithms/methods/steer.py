@@ -55,7 +55,8 @@ class SteerDetails:
     unweighted: LossTerms
 
 
-def token_weights(inputs: PolicyLossInputs, options: SteerOptions) -> tuple[torch.Tensor, torch.Tensor, float, float, float | None]:
+def token_weights(inputs: PolicyLossInputs,
+                  options: SteerOptions) -> tuple[torch.Tensor, torch.Tensor, float, float, float | None]:
     """(Ω, w, min|Ω|, max|Ω|, k) over this micro-batch's valid tokens, without gradient."""
     if inputs.old_entropy is None:
         raise ValueError("STEER needs the old policy's per-token entropy (PolicyLossInputs.old_entropy)")
