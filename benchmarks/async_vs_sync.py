@@ -5,7 +5,8 @@
 
 Each k runs the recipe in its own process (`python -m rlkit.train`) with rollout pinned to core
 0 and the learner to core 1 (one torch thread each; reward unpinned), no evaluation, and the
-same seed; `--set` adds recipe overrides to every run. Throughput is steady-state samples/s: the samples of steps 3..S over the wall time
+same seed; `--set` adds recipe overrides to every run. Throughput is steady-state samples/s: the
+samples of steps 3..S over the wall time
 from the end of step 2 to the end of step S (start-up, the first weight loads and the pipeline
 filling are left out). Learning is compared at equal samples: the mean training reward of the
 last third of the steps. `--quick` runs k = 0 and 1 for 3 steps (the fewest the steady state

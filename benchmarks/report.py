@@ -37,7 +37,7 @@ def wait_for_result(process: Any, queue: Any, timeout_s: float) -> Any:
             result = queue.get(timeout=1.0)
         except queues.Empty:
             if not process.is_alive():
-                raise RuntimeError(f"the measuring process died (exit code {process.exitcode}); its error is above")
+                raise RuntimeError(f"the measuring process died (exit code {process.exitcode}); its error is above") from None
             continue
         process.join()
         return result

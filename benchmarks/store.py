@@ -109,7 +109,8 @@ def run_store(n: int, rate: float | None) -> dict[str, Any]:
     latencies, received = [], 0
     fields = ["input_ids", "logprobs", "reward"]
     while received < n:
-        taken = ray.get(store.get.remote(Query("learner", tuple(fields), MICRO // GROUP, whole_groups=True, clear=True, timeout_s=30.0)))
+        query = Query("learner", tuple(fields), MICRO // GROUP, whole_groups=True, clear=True, timeout_s=30.0)
+        taken = ray.get(store.get.remote(query))
         if not taken:
             raise RuntimeError(f"store: no micro-batch within 30 s after {received} samples")
         values = resolve([item.fields[name] for item in taken for name in fields])
@@ -236,9 +237,11 @@ def main() -> None:
                 for run in (run_store, run_plain):
                     results.append(run(n, rate))
     print_table(
-        f"{'system':<6} {'N':>6} {'paced':>6} {'samples/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'obj store MB':>12} {'store RSS MB':>12} {'left':>5}",
+        f"{'system':<6} {'N':>6} {'paced':>6} {'samples/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'obj store MB':>12} "
+        f"{'store RSS MB':>12} {'left':>5}",
         [
-            f"{r['system']:<6} {r['n']:>6} {('%g' % r['paced_rate']) if r['paced_rate'] else '—':>6} {r['samples_per_s']:>10.0f} "
+            f"{r['system']:<6} {r['n']:>6} {format(r['paced_rate'], 'g') if r['paced_rate'] else '—':>6} "
+            f"{r['samples_per_s']:>10.0f} "
             f"{r['latency_p50_ms']:>8.1f} {r['latency_p95_ms']:>8.1f} {r['object_store_peak_mb']:>12.0f} "
             f"{r['store_actor_rss_peak_mb']:>12.0f} {r['entries_left']:>5}"
             for r in results

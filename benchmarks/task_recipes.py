@@ -35,7 +35,8 @@ TRACKED = ("reward/mean", "response_length/mean", "entropy/mean", "rollout/turns
 def train(recipe: str, steps: int, eval_prompts: int, run_dir: Path) -> float:
     """Run one recipe in its own process; its wall-clock seconds."""
     started = time.monotonic()
-    train_recipe(f"recipes/{recipe}.yaml", [f"run.steps={steps}", f"eval.num_prompts={eval_prompts}", "logging.progress_bar=false"],
+    train_recipe(f"recipes/{recipe}.yaml",
+                 [f"run.steps={steps}", f"eval.num_prompts={eval_prompts}", "logging.progress_bar=false"],
                  run_dir, run_dir.parent / f"{recipe}.log")
     return time.monotonic() - started
 

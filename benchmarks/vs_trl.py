@@ -148,7 +148,8 @@ def main() -> None:
     best = max(results[1:], key=lambda r: r["samples_per_s"])
     write_results(
         args.out,
-        headline={"metric": f"rlkit ({best['mode']}) samples/s / TRL GRPOTrainer samples/s", "value": best["vs_trl"], "goal": ">= 2"},
+        headline={"metric": f"rlkit ({best['mode']}) samples/s / TRL GRPOTrainer samples/s", "value": best["vs_trl"],
+                  "goal": ">= 2"},
         setting={"model": model, "prompts": PROMPTS, "group": GROUP, "new_tokens": NEW_TOKENS,
                  "lr": LR, "temperature": TEMPERATURE, "steps": steps},
         wall_s=time.monotonic() - started, results=results,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 BLOCK = 32768  # the log is written in blocks; a record's chunks never cross one
 HEADER = b":W&B\xe1\xbe\x00"  # ident, magic 0xBEE1 (little-endian), version 0
