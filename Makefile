@@ -43,9 +43,11 @@ demo: setup
 	$(PY) -m rlkit.train recipes/smollm2_math_grpo.yaml
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 
 test-unit: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -m "not slow" tests
 
 clean-venv:

@@ -58,7 +58,8 @@ def plan_sweep(recipe: str, methods: list[str], seeds: int, name: str, out: Path
     known = method_names()
     unknown = [method for method in methods if method not in known]
     if unknown:
-        raise ConfigError("--methods", [f"no recipe for method(s) {', '.join(unknown)}; methods with a recipe: {', '.join(known)}"])
+        raise ConfigError("--methods", [f"no recipe for method(s) {', '.join(unknown)}; "
+                                        f"methods with a recipe: {', '.join(known)}"])
     if seeds < 1:
         raise ConfigError("--seeds", [f"--seeds {seeds}: need at least one seed"])
     runs = []

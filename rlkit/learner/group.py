@@ -151,7 +151,7 @@ class LearnerGroup:
         """One train step on the samples behind `batch_refs` ((sample_ref, reward_ref) pairs or
         refs to ScoredSamples). Refs nested in a list are not resolved by Ray on the way in:
         every rank fetches the samples itself, the driver never holds them."""
-        return self._call_all("train_step_refs", list(batch_refs))[0]
+        return self._call_all("train_step_refs", list(batch_refs), name="train_step")[0]
 
     def export_weights_ref(self, dtype: str | None = None) -> ray.ObjectRef:
         """A ref to rank 0's full state dict in the object store (not pulled into the driver)."""
@@ -194,11 +194,13 @@ class LearnerGroup:
             ray.kill(rank, no_restart=True)
         self.ranks = []
 
-    def _call_all(self, method: str, *args: Any) -> list[Any]:
+    def _call_all(self, method: str, *args: Any, name: str | None = None) -> list[Any]:
+        """`method` on every rank; errors call it `name` (the group's own method, by default `method`)."""
+        name = name or method
         if not self.ranks:
-            raise RuntimeError(f"LearnerGroup.{method}: the group was shut down")
+            raise RuntimeError(f"LearnerGroup.{name}: the group was shut down")
         refs = [getattr(rank, method).remote(*args) for rank in self.ranks]
-        return self._gather(refs, method, self.step_timeout_s)
+        return self._gather(refs, name, self.step_timeout_s)
 
     def _gather(self, refs: list[ray.ObjectRef], method: str, timeout_s: float) -> list[Any]:
         """Results in rank order. Fails fast on the first rank that raises (the others may be
