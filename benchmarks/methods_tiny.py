@@ -7,7 +7,7 @@ Each method runs the tiny recipe (random 0.3M-parameter model, hf engine, 2 Deep
 with its block from recipes/math_<method>.yaml and the reward rewards/char_fraction.py (share of
 "7" characters), 8 samples per prompt, lr 3e-3. Prints a table (reward over the first and last
 three steps, final entropy, NaN count, seconds per step) and writes JSON. `--quick`: 2 steps of
-GRPO and KL-Cov (one update per batch, and two), unless --methods names others.
+KL-Cov (two updates per batch), unless --methods names others.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def run_one(method: str, steps: int, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 steps of grpo and kl_cov")
+    parser.add_argument("--quick", action="store_true", help="2 steps of kl_cov (two updates per step)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--methods", default=None, help="comma-separated; default: every method with a recipe")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "methods_tiny.json"))
@@ -71,7 +71,7 @@ def main() -> None:
     from rlkit.runtime import ray_session
 
     steps = 2 if args.quick else args.steps
-    methods = args.methods.split(",") if args.methods else ["grpo", "kl_cov"] if args.quick else method_names()
+    methods = args.methods.split(",") if args.methods else ["kl_cov"] if args.quick else method_names()
     results = []
     with tempfile.TemporaryDirectory() as workdir, ray_session(None, None):
         for method in methods:

@@ -9,7 +9,8 @@ run.output_dir=<runs-dir>/<name>` in its own process (SmolLM2-135M-Instruct, vLL
 one DeepSpeed rank, as the recipes set). `--reuse` summarises runs already in the runs folder
 instead of training again. Prints, per recipe, the reward components averaged over the first and
 the last third of the steps, and writes every step's values to the JSON file. `--quick`: 2 steps
-and 4 held-out prompts of calculator_math only (unless --recipes names others).
+of 2 prompts × 2 samples and 4 held-out prompts, of calculator_math only (unless --recipes names
+others): a smoke test of the script, not a figure.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ TRACKED = ("reward/mean", "response_length/mean", "entropy/mean", "rollout/turns
            "rollout/env_timeout", "rise/verification_frac", "rise/verification_accuracy", "timing/step_s")
 
 
-def train(recipe: str, steps: int, eval_prompts: int, run_dir: Path) -> float:
-    """Run one recipe in its own process; its wall-clock seconds."""
+def train(recipe: str, steps: int, eval_prompts: int, run_dir: Path, extra: tuple[str, ...] = ()) -> float:
+    """Run one recipe in its own process (`extra`: more overrides); its wall-clock seconds."""
     started = time.monotonic()
     train_recipe(f"recipes/{recipe}.yaml",
-                 [f"run.steps={steps}", f"eval.num_prompts={eval_prompts}", "logging.progress_bar=false"],
+                 [f"run.steps={steps}", f"eval.num_prompts={eval_prompts}", "logging.progress_bar=false", *extra],
                  run_dir, run_dir.parent / f"{recipe}.log")
     return time.monotonic() - started
 
@@ -78,7 +79,8 @@ def _with_turns_per_sample(row: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 steps and 4 held-out prompts of calculator_math")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 steps of calculator_math, 2 prompts × 2 samples each, and 4 held-out prompts")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--eval-prompts", type=int, default=24)
     parser.add_argument("--recipes", default=None, help="comma-separated recipe names (default: all)")
@@ -95,7 +97,8 @@ def main() -> None:
     results = []
     for recipe in recipes:
         run_dir = runs_dir / recipe
-        seconds = None if args.reuse else train(recipe, steps, eval_prompts, run_dir)
+        smaller = ("rollout.prompts_per_step=2", "rollout.n=2") if args.quick else ()  # a smoke test, not a figure
+        seconds = None if args.reuse else train(recipe, steps, eval_prompts, run_dir, smaller)
         results.append({**summarise(recipe, run_dir), "wall_s": seconds})
     for result in results:
         before, after = result["eval_before"].get("eval/accuracy"), result["eval_after"].get("eval/accuracy")
