@@ -72,19 +72,24 @@ def trainable_rows(scored: list[ScoredSample], on_failure: str = "exclude") -> T
         if len(members) >= MIN_GROUP_ROWS:
             for row in members:
                 kept[row] = True
+    # Each row's components are those of the row whose score it trains with (itself, or its
+    # group's worst under `minimum`); a failed row kept with a score of 0 has none, so 0.
+    trained_as = [scored[row] if source[row] is None else scored[source[row]] for row in range(size)]
+    kept_rows = torch.tensor(kept, dtype=torch.bool)
+    return TrainableRows(
+        kept=kept_rows,
+        scores=torch.tensor([scores[row] if kept[row] else 0.0 for row in range(size)], dtype=torch.float64),
+        components={name: torch.where(kept_rows, values, 0.0) for name, values in reward_components(trained_as).items()},
+    )
+
+
+def reward_components(scored: list[ScoredSample]) -> dict[str, Tensor]:
+    """Named reward components [B]. A sample whose scoring failed has none: it gets 0, as its
+    score does; a scored sample that lacks a name others return gets NaN (estimators refuse it)."""
     names = sorted({name for item in scored for name in item.reward.components})
 
-    def component(row: int, name: str) -> float:
-        # An OK row lacking a name others return gets NaN (estimators refuse it); a failed row
-        # kept with a score of 0 has components 0, like its score.
-        origin = source[row]
-        return 0.0 if origin is None else float(scored[origin].reward.components.get(name, float("nan")))
+    def value(item: ScoredSample, name: str) -> float:
+        missing = 0.0 if item.reward.status != RewardStatus.OK else float("nan")
+        return float(item.reward.components.get(name, missing))
 
-    return TrainableRows(
-        kept=torch.tensor(kept, dtype=torch.bool),
-        scores=torch.tensor([scores[row] if kept[row] else 0.0 for row in range(size)], dtype=torch.float64),
-        components={
-            name: torch.tensor([component(row, name) if kept[row] else 0.0 for row in range(size)], dtype=torch.float64)
-            for name in names
-        },
-    )
+    return {name: torch.tensor([value(item, name) for item in scored], dtype=torch.float64) for name in names}

@@ -19,7 +19,8 @@ from rlkit.algorithms import AdvantageInputs, AlgorithmOptions, Denominators, Po
 from rlkit.algorithms import compute_advantages
 from rlkit.learner.collate import collate
 from rlkit.learner.options import LearnerOptions
-from rlkit.learner.inputs import loss_seed, reward_components
+from rlkit.learner.failures import reward_components
+from rlkit.learner.inputs import loss_seed
 from rlkit.learner.worker import deepspeed_config, plan_mini_batches
 from rlkit.models import resolve_model
 from rlkit.transport import get_tensors

@@ -66,7 +66,7 @@ def test_bnpo_decompose_needs_the_named_components() -> None:
 
 
 def test_failed_rewards_give_zero_components_but_scored_samples_must_have_them() -> None:
-    from rlkit.learner.inputs import reward_components
+    from rlkit.learner.failures import reward_components
     from rlkit.types import FinishReason, Prompt, Reward, RewardStatus, Sample, ScoredSample
 
     prompt = Prompt(uid="p", text="", prompt_ids=[1], ground_truth=None)
